@@ -1,0 +1,48 @@
+# The two commands a newcomer runs: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# A second PostgreSQL the suite also runs against when one answers (CI has PostgreSQL 15 here).
+PG15_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+
+.PHONY: install install-dev run test lint typecheck check-both-servers bench soak clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+install-dev: $(VENV)/.installed-dev
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.lock
+	@scripts/ensure-system-packages.sh chromium
+	@touch $@
+
+run: install
+	$(BIN)/astra serve
+
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install-dev
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/pytest
+	@$(MAKE) --no-print-directory check-both-servers
+
+# The suite must hold on the embedded server (above) and on a plain PostgreSQL.
+check-both-servers:
+	@if [ -z "$$DATABASE_URL" ] && pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then \
+	  echo "Again on PostgreSQL at 127.0.0.1:5432 (API, auth, RLS and webhooks):"; \
+	  DATABASE_URL=$(PG15_URL) $(BIN)/pytest -m "not ui" -q; \
+	else echo "No second PostgreSQL at 127.0.0.1:5432; the embedded run above is the one that counts."; fi
+
+clean:
+	rm -rf $(VENV) .astra .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Astra Integrations: store connections and their order webhooks."""

@@ -1,0 +1,44 @@
+"""The application factory: routers, middleware, error handlers, the database pool."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from astra.auth.api import router as auth_router
+from astra.auth.deps import SESSION_COOKIE
+from astra.db.session import Database
+from astra.db.urls import app_url
+from astra.http import CrossSiteGuard, install_error_handlers
+from astra.integrations.api import router as integrations_router
+from astra.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database = Database(app_url(settings), pool_size=settings.db_pool_size)
+        app.state.db = database
+        try:
+            yield
+        finally:
+            await database.dispose()
+
+    app = FastAPI(
+        title="Astra Integrations",
+        version="0.1.0",
+        description="Connect Shopify and WooCommerce stores to Astra and receive their orders.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(auth_router)
+    app.include_router(integrations_router)
+    app.add_middleware(
+        CrossSiteGuard, cookie_name=SESSION_COOKIE, exempt_prefixes=("/api/webhooks/",)
+    )
+    return app

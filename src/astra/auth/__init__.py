@@ -1,0 +1,1 @@
+"""Users, password hashing, sessions and the current-user dependencies."""

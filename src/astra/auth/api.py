@@ -1,0 +1,82 @@
+"""JSON sign-in routes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response, status
+
+from astra.auth import service
+from astra.auth.deps import SESSION_COOKIE, CurrentUser, session_token
+from astra.auth.principal import Principal
+from astra.auth.schemas import LoginRequest, SetupRequest, UserRead
+from astra.db.session import DbSession
+from astra.errors import NotAuthenticated
+from astra.http import error_responses
+from astra.settings import Settings
+
+router = APIRouter(prefix="/api/auth", tags=["auth"])
+
+
+def _set_session_cookie(response: Response, settings: Settings, token: str) -> None:
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=int(settings.session_ttl.total_seconds()),
+        httponly=True,
+        samesite="lax",
+        secure=settings.secure_cookies,
+        path="/",
+    )
+
+
+async def _me(session: DbSession, token: str) -> UserRead:
+    principal = await service.authenticate(session, token)
+    assert principal is not None
+    return _user_read(principal)
+
+
+def _user_read(principal: Principal) -> UserRead:
+    return UserRead(id=principal.id, email=principal.email, role=principal.role)
+
+
+@router.post("/login", responses=error_responses(401, 422))
+async def login(
+    body: LoginRequest, request: Request, response: Response, session: DbSession
+) -> UserRead:
+    settings: Settings = request.app.state.settings
+    token = await service.login(
+        session, email=body.email, password=body.password, ttl=settings.session_ttl
+    )
+    _set_session_cookie(response, settings, token)
+    return await _me(session, token)
+
+
+@router.post(
+    "/setup", status_code=status.HTTP_201_CREATED, responses=error_responses(403, 409, 422)
+)
+async def setup(
+    body: SetupRequest, request: Request, response: Response, session: DbSession
+) -> UserRead:
+    """Create the first admin account with the one-time link printed by `astra serve`."""
+    settings: Settings = request.app.state.settings
+    service.check_setup_token(settings.setup_token, body.token)
+    token = await service.create_first_admin(
+        session, email=body.email, password=body.password, ttl=settings.session_ttl
+    )
+    _set_session_cookie(response, settings, token)
+    return await _me(session, token)
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(401))
+async def logout(request: Request, session: DbSession, user: CurrentUser) -> Response:
+    token = session_token(request)
+    if token is None:
+        raise NotAuthenticated("Sign in to continue.")
+    await service.logout(session, token)
+    response = Response(status_code=status.HTTP_204_NO_CONTENT)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("/me", responses=error_responses(401))
+async def me(user: CurrentUser) -> UserRead:
+    return _user_read(user)

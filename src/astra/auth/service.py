@@ -1,0 +1,80 @@
+"""Sign-in, sign-out and session resolution. Only SHA-256 of a session token is stored."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import anyio
+from sqlalchemy import delete, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from astra.auth.models import Session
+from astra.auth.passwords import hash_password, verify_password
+from astra.auth.principal import Principal
+from astra.db.session import set_acting_user
+from astra.errors import Conflict, Forbidden, NotAuthenticated
+
+AUTHENTICATE = text("SELECT id, email, role FROM public.app_authenticate(:token_hash)")
+LOGIN_LOOKUP = text("SELECT id, password_hash FROM public.app_login_lookup(:email)")
+CREATE_FIRST_ADMIN = text("SELECT public.app_create_first_admin(:email, :password_hash)")
+
+
+def hash_token(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+async def authenticate(session: AsyncSession, token: str | None) -> Principal | None:
+    """Resolve a session token and set the RLS context, in one round trip."""
+    if not token:
+        return None
+    row = (await session.execute(AUTHENTICATE, {"token_hash": hash_token(token)})).one_or_none()
+    if row is None:
+        return None
+    return Principal(id=row.id, email=row.email, role=row.role)
+
+
+async def start_session(session: AsyncSession, user_id: uuid.UUID, ttl: timedelta) -> str:
+    await set_acting_user(session, user_id)
+    now = datetime.now(UTC)
+    # Sign-in is a good moment to forget this user's expired sessions.
+    await session.execute(
+        delete(Session).where(Session.user_id == user_id, Session.expires_at <= now)
+    )
+    token = secrets.token_urlsafe(32)
+    session.add(Session(token_hash=hash_token(token), user_id=user_id, expires_at=now + ttl))
+    await session.flush()
+    return token
+
+
+async def login(session: AsyncSession, *, email: str, password: str, ttl: timedelta) -> str:
+    row = (await session.execute(LOGIN_LOOKUP, {"email": email})).one_or_none()
+    password_hash = row.password_hash if row else None
+    # argon2 takes tens of milliseconds of CPU: keep it off the event loop.
+    ok = await anyio.to_thread.run_sync(verify_password, password_hash, password)
+    if not ok or row is None:
+        raise NotAuthenticated("Incorrect email or password.")
+    return await start_session(session, row.id, ttl)
+
+
+async def logout(session: AsyncSession, token: str) -> None:
+    await session.execute(delete(Session).where(Session.token_hash == hash_token(token)))
+
+
+async def create_first_admin(
+    session: AsyncSession, *, email: str, password: str, ttl: timedelta
+) -> str:
+    password_hash = await anyio.to_thread.run_sync(hash_password, password)
+    user_id = (
+        await session.execute(CREATE_FIRST_ADMIN, {"email": email, "password_hash": password_hash})
+    ).scalar_one()
+    if user_id is None:
+        raise Conflict("Astra is already set up. Sign in instead.")
+    return await start_session(session, user_id, ttl)
+
+
+def check_setup_token(expected: str | None, given: str) -> None:
+    if expected is None or not secrets.compare_digest(expected.encode(), given.encode()):
+        raise Forbidden("This set-up link is not valid. Use the link printed by `astra serve`.")

@@ -1,0 +1,1 @@
+"""Database access: engines, the per-request transaction with its RLS context, migrations."""

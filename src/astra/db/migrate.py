@@ -1,0 +1,27 @@
+"""Apply or revert migrations as the owner; the runtime role's password comes from settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+from astra.db.urls import owner_url
+from astra.settings import Settings
+
+
+def alembic_config(settings: Settings) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    config.attributes["owner_url"] = owner_url(settings)
+    config.attributes["app_password"] = settings.resolved_app_db_password
+    return config
+
+
+def upgrade(settings: Settings, revision: str = "head") -> None:
+    command.upgrade(alembic_config(settings), revision)
+
+
+def downgrade(settings: Settings, revision: str) -> None:
+    command.downgrade(alembic_config(settings), revision)

@@ -1,0 +1,52 @@
+"""The runtime engine and the one-transaction-per-request dependency.
+
+Every request runs in exactly one transaction. The acting user is set inside it with
+`set_config(..., true)`, so the setting dies with the transaction and a pooled connection
+never carries one request's user into the next.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import text
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+SET_CLAIMS = text("SELECT set_config('request.jwt.claims', :claims, true)")
+
+
+class Database:
+    def __init__(self, url: URL, *, pool_size: int = 10) -> None:
+        self.engine: AsyncEngine = create_async_engine(
+            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        )
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+async def set_acting_user(session: AsyncSession, user_id: uuid.UUID) -> None:
+    """Act as `user_id` for the rest of this transaction (bind parameter, never formatted)."""
+    claims = json.dumps({"sub": str(user_id), "role": "authenticated"})
+    await session.execute(SET_CLAIMS, {"claims": claims})
+
+
+async def transaction(request: Request) -> AsyncIterator[AsyncSession]:
+    """Commit when the route succeeds, roll back when it raises."""
+    database: Database = request.app.state.db
+    async with database.sessions.begin() as session:
+        yield session
+
+
+DbSession = Annotated[AsyncSession, Depends(transaction)]

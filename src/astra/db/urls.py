@@ -1,0 +1,24 @@
+"""Which database, and as whom: the owner (migrations) and the runtime role (the app)."""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import URL, make_url
+
+from astra.settings import Settings
+
+APP_ROLE = "astra_app"
+
+
+def owner_url(settings: Settings) -> URL:
+    """The URL migrations and operator commands use: DATABASE_URL, else the embedded server."""
+    raw = settings.database_url
+    if raw is None:
+        from astra.db.embedded import embedded_database_url
+
+        raw = embedded_database_url(settings.data_dir)
+    return make_url(raw).set(drivername="postgresql+asyncpg")
+
+
+def app_url(settings: Settings) -> URL:
+    """The same database as the owner URL, signed in as the runtime role."""
+    return owner_url(settings).set(username=APP_ROLE, password=settings.resolved_app_db_password)

@@ -1,0 +1,37 @@
+"""Errors the service layer raises; app.py turns each into its HTTP status."""
+
+from __future__ import annotations
+
+
+class AstraError(Exception):
+    status_code = 400
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class NotAuthenticated(AstraError):
+    status_code = 401
+
+
+class Forbidden(AstraError):
+    status_code = 403
+
+
+class NotFound(AstraError):
+    status_code = 404
+
+
+class Conflict(AstraError):
+    status_code = 409
+
+
+class InvalidInput(AstraError):
+    """A value that passed parsing but breaks a rule only the service can check."""
+
+    status_code = 422
+
+    def __init__(self, detail: str, *, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.field = field

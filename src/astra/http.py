@@ -1,0 +1,115 @@
+"""HTTP plumbing shared by every router: error bodies, their OpenAPI entries, middleware."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from astra.errors import AstraError
+
+_DESCRIPTIONS = {
+    400: "Malformed request",
+    401: "Not signed in",
+    403: "Not allowed",
+    404: "No such record",
+    409: "Conflicts with an existing record",
+    413: "Body too large",
+    422: "Invalid input",
+}
+
+
+class ErrorBody(BaseModel):
+    detail: str
+
+
+class FieldError(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationErrorBody(BaseModel):
+    detail: list[FieldError]
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error statuses a route can return."""
+    return {
+        code: {
+            "model": ValidationErrorBody if code == 422 else ErrorBody,
+            "description": _DESCRIPTIONS[code],
+        }
+        for code in statuses
+    }
+
+
+async def _astra_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AstraError)
+    field = getattr(exc, "field", None)
+    if field is not None:
+        # Same shape as Pydantic's errors, so a form can show it next to its field.
+        body: Any = [{"loc": ["body", field], "msg": exc.detail, "type": "value_error"}]
+        return JSONResponse({"detail": body}, status_code=exc.status_code)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"loc": list(error["loc"]), "msg": error["msg"], "type": error["type"]}
+        for error in exc.errors()
+    ]
+    return JSONResponse({"detail": errors}, status_code=422)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AstraError, _astra_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class CrossSiteGuard:
+    """Refuse state-changing requests that carry our cookie but come from another site.
+
+    Browsers say where a request comes from (Sec-Fetch-Site, else Origin); clients that
+    are not browsers send neither and carry no ambient credentials to abuse.
+    """
+
+    def __init__(self, app: ASGIApp, *, cookie_name: str, exempt_prefixes: tuple[str, ...]) -> None:
+        self.app = app
+        self.cookie_marker = f"{cookie_name}=".encode()
+        self.exempt_prefixes = exempt_prefixes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] in UNSAFE_METHODS
+            and self._cross_site(scope)
+        ):
+            response = JSONResponse({"detail": "Cross-site request refused."}, status_code=403)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _cross_site(self, scope: Scope) -> bool:
+        if scope["path"].startswith(self.exempt_prefixes):
+            return False
+        headers: dict[bytes, bytes] = dict(scope["headers"])
+        if self.cookie_marker not in headers.get(b"cookie", b""):
+            return False
+        fetch_site = headers.get(b"sec-fetch-site")
+        if fetch_site is not None:
+            return fetch_site not in (b"same-origin", b"none")
+        origin = headers.get(b"origin")
+        if origin is None:
+            return False
+        host = headers.get(b"host", b"").decode("latin-1")
+        return urlsplit(origin.decode("latin-1")).netloc != host

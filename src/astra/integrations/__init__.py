@@ -1,0 +1,1 @@
+"""Store connections: create, show, edit, remove."""

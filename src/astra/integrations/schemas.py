@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from astra.integrations.domains import InvalidDomain, validate_domain
+from astra.integrations.models import Platform
+
+StoreName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+RawDomain = Annotated[str, Field(min_length=1, max_length=2048)]
+
+
+def _checked_domain(value: str, info: ValidationInfo) -> str:
+    platform = info.data.get("type")
+    if platform is None:
+        # The type is missing or invalid and has its own error; check only the shape.
+        platform = Platform.woocommerce
+    try:
+        return validate_domain(platform, value)
+    except InvalidDomain as exc:
+        raise PydanticCustomError("domain", str(exc)) from None
+
+
+class IntegrationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: StoreName
+    type: Platform
+    domain: RawDomain
+
+    _domain = field_validator("domain")(_checked_domain)
+
+
+class IntegrationUpdate(BaseModel):
+    """Any subset of the editable fields; the domain is checked against the final type."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: StoreName | None = None
+    type: Platform | None = None
+    domain: RawDomain | None = None
+    is_active: bool | None = None
+
+    @field_validator("name", "type", "domain", "is_active", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise PydanticCustomError("not_null", "This field cannot be empty.")
+        return value
+
+
+class IntegrationRead(BaseModel):
+    id: uuid.UUID
+    user_id: uuid.UUID
+    owner_email: str
+    name: str
+    type: Platform
+    domain: str
+    is_active: bool
+    created_at: datetime
+    updated_at: datetime
+    webhook_url: str
+
+
+class IntegrationCreated(IntegrationRead):
+    webhook_secret: str = Field(
+        description="Shown once: store it in the platform's webhook settings."
+    )
+
+
+class IntegrationPage(BaseModel):
+    items: list[IntegrationRead]
+    next_cursor: str | None

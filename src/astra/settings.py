@@ -1,0 +1,75 @@
+"""Every knob, read from the environment, each with a safe default."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from datetime import timedelta
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ASTRA_", extra="ignore")
+
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    data_dir: Path = Path(".astra")
+    public_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    # The runtime role `astra_app` signs in with this; migrations set it.
+    app_db_password: str | None = None
+    encryption_key_value: str | None = Field(default=None, validation_alias="ASTRA_ENCRYPTION_KEY")
+    db_pool_size: int = 10
+
+    session_ttl_hours: int = 24 * 14
+    secret_grace_hours: int = 24
+    webhook_max_body_bytes: int = 5 * 1024 * 1024
+    setup_token: str | None = None
+
+    @property
+    def session_ttl(self) -> timedelta:
+        return timedelta(hours=self.session_ttl_hours)
+
+    @property
+    def secure_cookies(self) -> bool:
+        return bool(self.public_url and self.public_url.startswith("https://"))
+
+    @cached_property
+    def resolved_app_db_password(self) -> str:
+        """The runtime role's password: configured, else generated once into the data dir."""
+        if self.app_db_password:
+            return self.app_db_password
+        return _read_or_create_key(
+            self.data_dir / "app-db-password", lambda: secrets.token_urlsafe(32)
+        )
+
+    @cached_property
+    def encryption_key(self) -> bytes:
+        """Fernet key for secrets at rest (the admin access token)."""
+        from cryptography.fernet import Fernet
+
+        if self.encryption_key_value:
+            return self.encryption_key_value.encode()
+        return _read_or_create_key(
+            self.data_dir / "encryption.key", lambda: Fernet.generate_key().decode()
+        ).encode()
+
+
+def _read_or_create_key(path: Path, make: Callable[[], str]) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = make()
+    # Exclusive create: two processes starting at once agree on one value.
+    try:
+        with path.open("x") as handle:
+            handle.write(value)
+        path.chmod(0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    return value

@@ -1,0 +1,166 @@
+"""Shared fixtures: a real PostgreSQL database built by the migrations, the app, and one
+signed-in client per kind of caller (anonymous, owner seller, other seller, admin).
+
+DATABASE_URL set: tests create their own database on that server. Unset: they start an
+embedded server in a temporary data dir, exactly as `make run` would.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from astra.app import create_app
+from astra.auth.passwords import hash_password
+from astra.db import migrate
+from astra.db.embedded import embedded_database_url, stop_embedded
+from astra.settings import Settings
+
+PASSWORD = "correct horse battery"
+
+
+@dataclass(frozen=True)
+class TestDatabase:
+    settings: Settings
+    owner_url: URL
+
+
+def _create_database(server_url: URL, name: str) -> None:
+    import asyncio
+
+    async def run() -> None:
+        engine = create_async_engine(
+            server_url.set(database="postgres"), isolation_level="AUTOCOMMIT"
+        )
+        async with engine.connect() as connection:
+            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            await connection.execute(text(f'CREATE DATABASE "{name}"'))
+        await engine.dispose()
+
+    asyncio.run(run())
+
+
+@pytest.fixture(scope="session")
+def test_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestDatabase]:
+    data_dir: Path = tmp_path_factory.mktemp("astra-data")
+    embedded = os.environ.get("DATABASE_URL") is None
+    raw = embedded_database_url(data_dir) if embedded else os.environ["DATABASE_URL"]
+    server_url = make_url(raw).set(drivername="postgresql+asyncpg")
+    name = f"astra_test_{uuid.uuid4().hex[:10]}"
+    _create_database(server_url, name)
+    database_url = server_url.set(database=name)
+    settings = Settings(
+        database_url=database_url.render_as_string(hide_password=False),
+        data_dir=data_dir,
+    )
+    migrate.upgrade(settings)
+    yield TestDatabase(settings=settings, owner_url=database_url)
+    if embedded:
+        stop_embedded(data_dir)
+
+
+@pytest.fixture(scope="session")
+async def owner_engine(test_database: TestDatabase) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(test_database.owner_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def password_hash() -> str:
+    return hash_password(PASSWORD)
+
+
+@pytest.fixture(autouse=True)
+async def clean_tables(owner_engine: AsyncEngine) -> None:
+    """Each test starts from empty tables (migrated schema, no rows)."""
+    async with owner_engine.begin() as connection:
+        await connection.execute(text("TRUNCATE public.users CASCADE"))
+
+
+@pytest.fixture(scope="session")
+async def app(test_database: TestDatabase) -> AsyncIterator[object]:
+    application = create_app(test_database.settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@dataclass
+class Account:
+    id: uuid.UUID
+    email: str
+    role: str
+    client: httpx.AsyncClient
+
+
+async def make_user(
+    owner_engine: AsyncEngine, email: str, role: str, password_hash: str
+) -> uuid.UUID:
+    async with owner_engine.begin() as connection:
+        user_id = (
+            await connection.execute(
+                text("SELECT public.app_create_user(:email, :hash, :role)"),
+                {"email": email, "hash": password_hash, "role": role},
+            )
+        ).scalar_one()
+    assert isinstance(user_id, uuid.UUID)
+    return user_id
+
+
+def client_for(app: object) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),  # type: ignore[arg-type]
+        base_url="http://testserver",
+    )
+
+
+async def signed_in(
+    app: object, owner_engine: AsyncEngine, email: str, role: str, password_hash: str
+) -> Account:
+    user_id = await make_user(owner_engine, email, role, password_hash)
+    client = client_for(app)
+    response = await client.post("/api/auth/login", json={"email": email, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    return Account(id=user_id, email=email, role=role, client=client)
+
+
+@pytest.fixture
+async def anonymous(app: object) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_for(app) as client:
+        yield client
+
+
+@pytest.fixture
+async def seller(
+    app: object, owner_engine: AsyncEngine, password_hash: str
+) -> AsyncIterator[Account]:
+    account = await signed_in(app, owner_engine, "seller@example.com", "seller", password_hash)
+    yield account
+    await account.client.aclose()
+
+
+@pytest.fixture
+async def other_seller(
+    app: object, owner_engine: AsyncEngine, password_hash: str
+) -> AsyncIterator[Account]:
+    account = await signed_in(app, owner_engine, "other@example.com", "seller", password_hash)
+    yield account
+    await account.client.aclose()
+
+
+@pytest.fixture
+async def admin(
+    app: object, owner_engine: AsyncEngine, password_hash: str
+) -> AsyncIterator[Account]:
+    account = await signed_in(app, owner_engine, "admin@example.com", "admin", password_hash)
+    yield account
+    await account.client.aclose()

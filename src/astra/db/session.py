@@ -43,10 +43,14 @@ async def set_acting_user(session: AsyncSession, user_id: uuid.UUID) -> None:
 
 
 async def transaction(request: Request) -> AsyncIterator[AsyncSession]:
-    """Commit when the route succeeds, roll back when it raises."""
+    """Commit when the route succeeds, roll back when it raises.
+
+    Used with scope="function": the commit finishes before the response is sent, so a
+    2xx always means the work is durable, and a failed commit is an error, not a 2xx.
+    """
     database: Database = request.app.state.db
     async with database.sessions.begin() as session:
         yield session
 
 
-DbSession = Annotated[AsyncSession, Depends(transaction)]
+DbSession = Annotated[AsyncSession, Depends(transaction, scope="function")]

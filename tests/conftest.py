@@ -30,6 +30,8 @@ PASSWORD = "correct horse battery"
 
 @dataclass(frozen=True)
 class TestDatabase:
+    __test__ = False
+
     settings: Settings
     owner_url: URL
 

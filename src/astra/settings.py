@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     app_db_password: str | None = None
     encryption_key_value: str | None = Field(default=None, validation_alias="ASTRA_ENCRYPTION_KEY")
     db_pool_size: int = 10
+    db_max_overflow: int = 10
 
     session_ttl_hours: int = 24 * 14
     secret_grace_hours: int = 24

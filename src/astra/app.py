@@ -13,6 +13,7 @@ from astra.db.session import Database
 from astra.db.urls import app_url
 from astra.http import CrossSiteGuard, install_error_handlers
 from astra.integrations.api import router as integrations_router
+from astra.logs import RequestLogMiddleware
 from astra.settings import Settings
 
 
@@ -45,4 +46,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         CrossSiteGuard, cookie_name=SESSION_COOKIE, exempt_prefixes=("/api/webhooks/",)
     )
+    # Added last, so it runs first: every response, errors included, carries the id.
+    app.add_middleware(RequestLogMiddleware, access_log=settings.access_log)
     return app

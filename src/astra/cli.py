@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from astra.auth.passwords import MIN_PASSWORD_LENGTH, hash_password
 from astra.db import migrate
 from astra.db.urls import owner_url
+from astra.logs import LOG_CONFIG
 from astra.settings import Settings
 
 
@@ -125,7 +126,8 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> int:
         workers=workers,
         proxy_headers=True,
         server_header=False,
-        log_level="info",
+        log_config=LOG_CONFIG,
+        access_log=False,
     )
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -9,9 +10,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy import exc as sa_exc
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from astra.errors import AstraError
+
+logger = logging.getLogger(__name__)
 
 _DESCRIPTIONS = {
     400: "Malformed request",
@@ -21,7 +25,10 @@ _DESCRIPTIONS = {
     409: "Conflicts with an existing record",
     413: "Body too large",
     422: "Invalid input",
+    503: "The database is unavailable; retry after the Retry-After seconds",
 }
+DATABASE_DOWN = "The database is unavailable right now. Try again in a few seconds."
+RETRY_AFTER_SECONDS = "5"
 
 
 class ErrorBody(BaseModel):
@@ -68,9 +75,33 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": errors}, status_code=422)
 
 
+def _is_outage(exc: Exception) -> bool:
+    """Connection-level failures: the database is down, restarting or out of connections."""
+    if isinstance(exc, sa_exc.DBAPIError):
+        return exc.connection_invalidated or isinstance(
+            exc, (sa_exc.OperationalError, sa_exc.InterfaceError)
+        )
+    return isinstance(exc, (OSError, sa_exc.TimeoutError))
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    """Never a traceback or database text for the client: 503 when the database is
+    unreachable (clients and stores retry), a plain 500 otherwise."""
+    if _is_outage(exc):
+        logger.warning("database unavailable", extra={"error": type(exc).__name__})
+        return JSONResponse(
+            {"detail": DATABASE_DOWN}, status_code=503, headers={"Retry-After": RETRY_AFTER_SECONDS}
+        )
+    # The engine hides bound parameters, so the traceback carries no secrets.
+    logger.error("database error", extra={"error": type(exc).__name__}, exc_info=exc)
+    return JSONResponse({"detail": "Something went wrong on our side."}, status_code=500)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AstraError, _astra_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(sa_exc.SQLAlchemyError, _database_error)
+    app.add_exception_handler(OSError, _database_error)
 
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})

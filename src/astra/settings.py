@@ -20,6 +20,7 @@ class Settings(BaseSettings):
     public_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
+    access_log: bool = True
 
     # The runtime role `astra_app` signs in with this; migrations set it.
     app_db_password: str | None = None

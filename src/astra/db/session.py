@@ -28,7 +28,12 @@ SET_CLAIMS = text("SELECT set_config('request.jwt.claims', :claims, true)")
 class Database:
     def __init__(self, url: URL, *, pool_size: int = 10, max_overflow: int = 10) -> None:
         self.engine: AsyncEngine = create_async_engine(
-            url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True
+            url,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_pre_ping=True,
+            # Error messages would otherwise quote bound values, secrets included.
+            hide_parameters=True,
         )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
 

@@ -1,0 +1,134 @@
+"""The "raw stack" reference: a minimal ASGI app on asyncpg that runs the same SQL as the
+project, with the same per-transaction RLS context, and returns the same JSON.
+
+Nothing here is used by the product; it is the yardstick the project is measured against.
+Run: uvicorn benchmarks.raw_app:app (env RAW_DATABASE_URL = the app role's URL).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from typing import Any
+from urllib.parse import parse_qs
+
+import asyncpg
+import orjson
+
+AUTHENTICATE = "SELECT id, email, role FROM public.app_authenticate($1)"
+LIST_SQL = """
+SELECT i.id, i.user_id, u.email AS owner_email, i.name, i.type, i.domain, i.is_active,
+       i.created_at, i.updated_at
+FROM public.integrations i JOIN public.users u ON u.id = i.user_id
+WHERE ($1::boolean OR i.user_id = $2)
+  AND ($3::timestamptz IS NULL OR (i.created_at, i.id) < ($3, $4::uuid))
+ORDER BY i.created_at DESC, i.id DESC
+LIMIT $5
+"""
+INSERT_SQL = """
+INSERT INTO public.integrations (user_id, name, type, domain, webhook_secret)
+VALUES ($1, $2, $3, $4, $5)
+RETURNING id, user_id, name, type, domain, is_active, created_at, updated_at
+"""
+
+pool: asyncpg.Pool | None = None
+
+
+def _cookie_token(headers: list[tuple[bytes, bytes]]) -> str | None:
+    for name, value in headers:
+        if name == b"cookie":
+            for part in value.decode().split(";"):
+                key, _, token = part.strip().partition("=")
+                if key == "astra_session":
+                    return token
+    return None
+
+
+def _item(row: asyncpg.Record, base: str) -> dict[str, Any]:
+    item = dict(row)
+    # asyncpg's own UUID type is not one orjson knows.
+    item["id"], item["user_id"] = str(row["id"]), str(row["user_id"])
+    item["webhook_url"] = f"{base}/api/webhooks/order?id={row['id']}"
+    return item
+
+
+async def _send(send: Any, status: int, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: Any) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    global pool
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                pool = await asyncpg.create_pool(
+                    os.environ["RAW_DATABASE_URL"], min_size=10, max_size=20
+                )
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                assert pool is not None
+                await pool.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    assert pool is not None
+    token = _cookie_token(scope["headers"])
+    base = "http://127.0.0.1"
+    async with pool.acquire() as connection, connection.transaction():
+        user = None
+        if token:
+            user = await connection.fetchrow(AUTHENTICATE, hashlib.sha256(token.encode()).digest())
+        if user is None:
+            await _send(send, 401, b'{"detail":"Sign in to continue."}')
+            return
+        if scope["method"] == "GET":
+            query = parse_qs(scope["query_string"].decode())
+            limit = int(query.get("limit", ["50"])[0])
+            cursor = query.get("cursor", [None])[0]
+            created_at, row_id = None, None
+            if cursor:
+                from astra.pagination import decode_cursor
+
+                created_at, row_id = decode_cursor(cursor)
+            rows = await connection.fetch(
+                LIST_SQL, user["role"] == "admin", user["id"], created_at, row_id, limit + 1
+            )
+            next_cursor = None
+            if len(rows) > limit:
+                from astra.pagination import encode_cursor
+
+                rows = rows[:limit]
+                next_cursor = encode_cursor(rows[-1]["created_at"], rows[-1]["id"])
+            body = orjson.dumps(
+                {"items": [_item(r, base) for r in rows], "next_cursor": next_cursor}
+            )
+            await _send(send, 200, body)
+            return
+        data = orjson.loads(await _read_body(receive))
+        secret = secrets.token_urlsafe(32)
+        try:
+            row = await connection.fetchrow(
+                INSERT_SQL, user["id"], data["name"], data["type"], data["domain"], secret
+            )
+        except asyncpg.UniqueViolationError:
+            await _send(send, 409, b'{"detail":"This store is already connected."}')
+            return
+        item = _item(row, base) | {"owner_email": user["email"], "webhook_secret": secret}
+        await _send(send, 201, orjson.dumps(item))

@@ -1,0 +1,211 @@
+"""`make bench`: seed, start the project and the raw-stack reference side by side, drive
+both with wrk, print a table of medians and ratios.
+
+Every figure is the median of 3 runs; project and raw stack alternate within one run of
+this script, so the ratio is what to read on a noisy machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from astra.db.urls import app_url
+from astra.settings import Settings
+from benchmarks import seed
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "results"
+PROJECT_PORT, RAW_PORT = 8100, 8101
+WORKERS = os.cpu_count() or 2
+
+
+@dataclass
+class Figure:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+@dataclass
+class Scenario:
+    name: str
+    path: str
+    token_email: str
+    script: str | None = None
+    raw: bool = True
+    results: dict[str, list[Figure]] = field(default_factory=dict)
+
+
+def _ms(value: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value)
+    if match is None:
+        raise ValueError(f"unexpected wrk latency {value!r}")
+    number, unit = match.groups()
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
+
+
+def wrk(
+    port: int, path: str, *, cookie: str, script: str | None, connections: int, seconds: int
+) -> Figure:
+    command = [
+        "wrk",
+        f"-t{min(2, connections)}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--latency",
+        "-H",
+        f"Cookie: astra_session={cookie}",
+        f"http://127.0.0.1:{port}{path}",
+    ]
+    if script:
+        command[1:1] = ["-s", str(ROOT / "wrk" / script)]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    if "50%" not in output:
+        raise RuntimeError(f"wrk printed no latencies:\n{output}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", output, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", output, re.M).group(1))  # type: ignore[union-attr]
+    errors_match = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    errors = int(errors_match.group(1)) if errors_match else 0
+    return Figure(rps, p50, p99, errors)
+
+
+def wait_until_up(port: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/auth/me", timeout=1)
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"nothing answered on port {port}")
+
+
+def start_servers(settings: Settings, env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
+    astra = [
+        sys.executable,
+        "-m",
+        "astra.cli",
+        "serve",
+        "--port",
+        str(PROJECT_PORT),
+        "--workers",
+        str(WORKERS),
+    ]
+    raw_url = app_url(settings).set(drivername="postgresql").render_as_string(hide_password=False)
+    raw = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "benchmarks.raw_app:app",
+        "--port",
+        str(RAW_PORT),
+        "--workers",
+        str(WORKERS),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
+    servers = [
+        subprocess.Popen(astra, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+        subprocess.Popen(raw, env=env | {"RAW_DATABASE_URL": raw_url}, stdout=subprocess.DEVNULL),
+    ]
+    wait_until_up(PROJECT_PORT)
+    wait_until_up(RAW_PORT)
+    return servers
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+
+    env = dict(os.environ)
+    env.setdefault("ASTRA_DATA_DIR", str(ROOT.parent / ".astra-bench"))
+    env["ASTRA_ACCESS_LOG"] = "false"
+    os.environ.update(env)
+    settings = Settings()
+    print("Seeding ...", flush=True)
+    print(
+        "  seed timings (s):", {k: round(v, 1) for k, v in seed.seed(settings).items()}, flush=True
+    )
+
+    scenarios = [
+        Scenario("seller GET /api/integrations (20 stores)", "/api/integrations", seed.SELLER_20),
+        Scenario("admin GET /api/integrations, first page", "/api/integrations", seed.ADMIN),
+        Scenario(
+            "POST /api/integrations",
+            "/api/integrations",
+            seed.SELLER_20,
+            script="post_integration.lua",
+        ),
+    ]
+    servers = start_servers(settings, env)
+    try:
+        for scenario in scenarios:
+            for _ in range(args.runs):
+                for target, port in (("project", PROJECT_PORT), ("raw", RAW_PORT)):
+                    if target == "raw" and not scenario.raw:
+                        continue
+                    figure = wrk(
+                        port,
+                        scenario.path,
+                        cookie=seed.session_token(scenario.token_email),
+                        script=scenario.script,
+                        connections=args.connections,
+                        seconds=args.seconds,
+                    )
+                    scenario.results.setdefault(target, []).append(figure)
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait(timeout=30)
+    report(scenarios, args.connections)
+    return 0
+
+
+def report(scenarios: list[Scenario], connections: int) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    print(f"\nwrk, {connections} connections, median of runs; {WORKERS} workers each\n")
+    print("| scenario | project req/s | p50 ms | p99 ms | raw req/s | ratio | errors |")
+    print("|---|---|---|---|---|---|---|")
+    summary = {}
+    for scenario in scenarios:
+        project = scenario.results["project"]
+        row = {
+            "rps": statistics.median(f.rps for f in project),
+            "p50_ms": statistics.median(f.p50_ms for f in project),
+            "p99_ms": statistics.median(f.p99_ms for f in project),
+            "errors": sum(f.errors for f in project),
+        }
+        raw_rps = (
+            statistics.median(f.rps for f in scenario.results["raw"])
+            if "raw" in scenario.results
+            else None
+        )
+        row["raw_rps"] = raw_rps
+        ratio = f"{row['rps'] / raw_rps:.2f}" if raw_rps else "-"
+        print(
+            f"| {scenario.name} | {row['rps']:.0f} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} | "
+            f"{raw_rps or 0:.0f} | {ratio} | {row['errors']} |"
+        )
+        summary[scenario.name] = row
+    (RESULTS / "latest.json").write_text(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,114 @@
+"""Seed a benchmark database with set-based SQL: 10,000 sellers, 100,000 integrations,
+1,000,000 orders, plus one seller with 20 stores and an admin. Sessions get known
+tokens (`bench-<email>`) so load generators can sign in without the API."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+
+from astra.auth.passwords import hash_password
+from astra.db import migrate
+from astra.db.urls import owner_url
+from astra.settings import Settings
+
+SELLERS = 10_000
+STORES_PER_SELLER = 10
+ORDERS_PER_STORE = 10
+PASSWORD = "benchmark password"
+SELLER_20 = "twenty@bench.example"
+ADMIN = "admin@bench.example"
+
+
+def session_token(email: str) -> str:
+    return f"bench-{email}"
+
+
+STATEMENTS = [
+    "TRUNCATE public.users CASCADE",
+    # Sellers: seller<n>@bench.example, created one minute apart.
+    """
+    INSERT INTO public.users (email, password_hash, role, created_at)
+    SELECT 'seller' || n || '@bench.example', :hash, 'seller', now() - n * interval '1 minute'
+    FROM generate_series(1, :sellers) AS n
+    """,
+    "INSERT INTO public.users (email, password_hash, role) VALUES (:seller20, :hash, 'seller')",
+    "INSERT INTO public.users (email, password_hash, role) VALUES (:admin, :hash, 'admin')",
+    # Ten stores per seller, one second apart, alternating platforms.
+    """
+    INSERT INTO public.integrations (user_id, name, type, domain, webhook_secret, created_at, updated_at)
+    SELECT u.id,
+           'Store ' || u.n || '-' || s,
+           CASE WHEN s % 2 = 0 THEN 'shopify' ELSE 'woocommerce' END,
+           CASE WHEN s % 2 = 0 THEN 'store-' || u.n || '-' || s || '.myshopify.com'
+                ELSE 'store-' || u.n || '-' || s || '.example.com' END,
+           md5(u.n || '-' || s) || md5(s || '-' || u.n),
+           now() - (u.n * :per_seller + s) * interval '1 second',
+           now() - (u.n * :per_seller + s) * interval '1 second'
+    FROM (SELECT id, row_number() OVER (ORDER BY email) AS n FROM public.users
+          WHERE email LIKE 'seller%@bench.example') AS u,
+         generate_series(1, :per_seller) AS s
+    """,
+    """
+    INSERT INTO public.integrations (user_id, name, type, domain, webhook_secret)
+    SELECT id, 'Twenty ' || s, 'shopify', 'twenty-' || s || '.myshopify.com', md5('twenty' || s) || md5(s::text)
+    FROM public.users, generate_series(1, 20) AS s WHERE email = :seller20
+    """,
+]
+
+
+async def seed_orders(connection: AsyncConnection) -> bool:
+    """Orders arrive with the webhook work; seed them when that table exists."""
+    exists = (await connection.execute(text("SELECT to_regclass('public.orders')"))).scalar()
+    if exists is None:
+        return False
+    from benchmarks.seed_orders import ORDERS_SQL
+
+    await connection.execute(text(ORDERS_SQL), {"per_store": ORDERS_PER_STORE})
+    return True
+
+
+async def _seed(settings: Settings) -> dict[str, float]:
+    engine = create_async_engine(owner_url(settings))
+    timings: dict[str, float] = {}
+    params = {
+        "hash": hash_password(PASSWORD),
+        "sellers": SELLERS,
+        "per_seller": STORES_PER_SELLER,
+        "seller20": SELLER_20,
+        "admin": ADMIN,
+    }
+    async with engine.begin() as connection:
+        started = time.perf_counter()
+        for statement in STATEMENTS:
+            await connection.execute(text(statement), params)
+        timings["users+integrations"] = time.perf_counter() - started
+        started = time.perf_counter()
+        if await seed_orders(connection):
+            timings["orders"] = time.perf_counter() - started
+        for email in (SELLER_20, ADMIN, "seller1@bench.example"):
+            await connection.execute(
+                text(
+                    "INSERT INTO public.sessions (token_hash, user_id, expires_at) "
+                    "SELECT :hash, id, now() + interval '1 day' FROM public.users WHERE email = :email"
+                ),
+                {"hash": hashlib.sha256(session_token(email).encode()).digest(), "email": email},
+            )
+    async with engine.connect() as connection:
+        await connection.execution_options(isolation_level="AUTOCOMMIT")
+        await connection.execute(text("VACUUM ANALYZE"))
+    await engine.dispose()
+    return timings
+
+
+def seed(settings: Settings) -> dict[str, float]:
+    migrate.upgrade(settings)
+    return asyncio.run(_seed(settings))
+
+
+if __name__ == "__main__":
+    print(seed(Settings()))

@@ -13,8 +13,15 @@ from astra.db.session import Database
 from astra.db.urls import app_url
 from astra.http import CrossSiteGuard, install_error_handlers
 from astra.integrations.api import router as integrations_router
+from astra.integrations.pages import router as integrations_pages
 from astra.logs import RequestLogMiddleware
+from astra.orders.api import router as orders_router
 from astra.settings import Settings
+from astra.web.assets import STATIC_PATH, static_files
+from astra.web.pages import router as web_pages
+from astra.web.security import SecurityHeaders
+from astra.webhooks.api import deliveries_router
+from astra.webhooks.api import router as webhooks_router
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -43,9 +50,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(auth_router)
     app.include_router(integrations_router)
+    app.include_router(deliveries_router)
+    app.include_router(orders_router)
+    app.include_router(webhooks_router)
+    app.include_router(web_pages)
+    app.include_router(integrations_pages)
+    app.mount(STATIC_PATH, static_files(), name="static")
     app.add_middleware(
         CrossSiteGuard, cookie_name=SESSION_COOKIE, exempt_prefixes=("/api/webhooks/",)
     )
+    app.add_middleware(SecurityHeaders)
     # Added last, so it runs first: every response, errors included, carries the id.
     app.add_middleware(RequestLogMiddleware, access_log=settings.access_log)
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
@@ -17,6 +18,8 @@ from astra.integrations.schemas import (
     IntegrationPage,
     IntegrationRead,
     IntegrationUpdate,
+    WebhookSecretRead,
+    WebhookSecretUpdate,
 )
 from astra.integrations.service import IntegrationRow
 from astra.settings import Settings
@@ -45,6 +48,8 @@ def to_read(row: IntegrationRow, base: str) -> IntegrationRead:
         created_at=integration.created_at,
         updated_at=integration.updated_at,
         webhook_url=f"{base}/api/webhooks/order?id={integration.id}",
+        order_count=row.order_count,
+        last_order_at=row.last_order_at,
     )
 
 
@@ -94,6 +99,30 @@ async def update_integration(
 ) -> IntegrationRead:
     row = await service.update_integration(session, user, integration_id, body)
     return to_read(row, webhook_base(request))
+
+
+@router.post("/{integration_id}/secret", responses=error_responses(401, 403, 404, 422))
+async def set_webhook_secret(
+    integration_id: uuid.UUID,
+    request: Request,
+    session: DbSession,
+    user: CurrentUser,
+    body: WebhookSecretUpdate | None = None,
+) -> WebhookSecretRead:
+    """Rotate the webhook secret, or set the store's own signing key; the replaced secret
+    keeps verifying for the grace period (ASTRA_SECRET_GRACE_HOURS)."""
+    settings: Settings = request.app.state.settings
+    integration = await service.set_webhook_secret(
+        session,
+        user,
+        integration_id,
+        secret=body.webhook_secret if body else None,
+        grace=timedelta(hours=settings.secret_grace_hours),
+    )
+    return WebhookSecretRead(
+        webhook_secret=integration.webhook_secret,
+        previous_secret_expires_at=integration.previous_secret_expires_at,
+    )
 
 
 @router.delete(

@@ -26,6 +26,9 @@ class Integration(Base):
     type: Mapped[str] = mapped_column(String(16))
     domain: Mapped[str] = mapped_column(String(253), unique=True)
     webhook_secret: Mapped[str]
+    # After a rotation the old secret keeps verifying until previous_secret_expires_at.
+    previous_webhook_secret: Mapped[str | None]
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Fernet token; never returned by the API.
     admin_access_token: Mapped[str | None]
     is_active: Mapped[bool] = mapped_column(server_default=text("true"))

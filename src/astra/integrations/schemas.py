@@ -17,7 +17,11 @@ from pydantic_core import PydanticCustomError
 from astra.integrations.domains import InvalidDomain, validate_domain
 from astra.integrations.models import Platform
 
-StoreName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+# PostgreSQL text cannot hold NUL; refuse it here instead of failing in the database.
+StoreName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[^\x00]*$"),
+]
 RawDomain = Annotated[str, Field(min_length=1, max_length=2048)]
 
 
@@ -71,11 +75,38 @@ class IntegrationRead(BaseModel):
     created_at: datetime
     updated_at: datetime
     webhook_url: str
+    order_count: int = Field(default=0, description="Orders received and not deleted.")
+    last_order_at: datetime | None = Field(
+        default=None, description="When the newest of those orders first arrived."
+    )
 
 
 class IntegrationCreated(IntegrationRead):
     webhook_secret: str = Field(
         description="Shown once: store it in the platform's webhook settings."
+    )
+
+
+# Shopify's signing keys are hex, WooCommerce's may hold any printable ASCII.
+WebhookSecret = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=16, max_length=200, pattern=r"^[!-~]+$"),
+]
+
+
+class WebhookSecretUpdate(BaseModel):
+    """Empty (or no body): rotate to a new random secret. With `webhook_secret`: use that
+    key, e.g. the one Shopify shows under Settings > Notifications > Webhooks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    webhook_secret: WebhookSecret | None = None
+
+
+class WebhookSecretRead(BaseModel):
+    webhook_secret: str = Field(description="Shown once: the secret deliveries are signed with.")
+    previous_secret_expires_at: datetime | None = Field(
+        description="Until then the replaced secret still verifies deliveries."
     )
 
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import secrets
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import Select, select, text, tuple_
+from sqlalchemy import Select, func, select, text, true, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,6 +18,7 @@ from astra.errors import Conflict, Forbidden, InvalidInput, NotFound
 from astra.integrations.domains import InvalidDomain, validate_domain
 from astra.integrations.models import Integration
 from astra.integrations.schemas import IntegrationCreate, IntegrationUpdate
+from astra.orders.models import Order
 from astra.pagination import decode_cursor, encode_cursor
 
 EXISTS = text("SELECT public.app_integration_exists(:id)")
@@ -27,6 +29,8 @@ DOMAIN_TAKEN = "This store is already connected."
 class IntegrationRow:
     integration: Integration
     owner_email: str
+    order_count: int = 0
+    last_order_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,9 +43,24 @@ def new_webhook_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
-def visible_integrations(principal: Principal) -> Select[Integration, str]:
-    """The one place that decides which integrations a principal may see."""
-    query = select(Integration, User.email).join(User, User.id == Integration.user_id)
+def visible_integrations(
+    principal: Principal,
+) -> Select[Integration, str, int, datetime | None]:
+    """The one place that decides which integrations a principal may see, each with its
+    live orders' count and newest arrival (one index-only lookup per integration)."""
+    stats = (
+        select(
+            func.count().label("order_count"),
+            func.max(Order.received_at).label("last_order_at"),
+        )
+        .where(Order.integration_id == Integration.id, Order.deleted_at.is_(None))
+        .lateral("order_stats")
+    )
+    query = (
+        select(Integration, User.email, stats.c.order_count, stats.c.last_order_at)
+        .join(User, User.id == Integration.user_id)
+        .join(stats, true())
+    )
     if not principal.is_admin:
         query = query.where(Integration.user_id == principal.id)
     return query
@@ -57,7 +76,7 @@ async def list_integrations(
         created_at, row_id = decode_cursor(cursor)
         query = query.where(tuple_(Integration.created_at, Integration.id) < (created_at, row_id))
     result = await session.execute(query.limit(limit + 1))
-    rows = [IntegrationRow(integration, email) for integration, email in result.all()]
+    rows = [IntegrationRow(*row) for row in result.all()]
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
@@ -78,7 +97,7 @@ async def get_integration(
         if (await session.execute(EXISTS, {"id": integration_id})).scalar_one():
             raise Forbidden("This integration belongs to another account.")
         raise NotFound("No integration with this id.")
-    return IntegrationRow(row[0], row[1])
+    return IntegrationRow(*row)
 
 
 async def create_integration(
@@ -116,6 +135,35 @@ async def update_integration(
         await _flush_unique(session)
         await session.refresh(integration)
     return row
+
+
+async def set_webhook_secret(
+    session: AsyncSession,
+    principal: Principal,
+    integration_id: uuid.UUID,
+    *,
+    secret: str | None,
+    grace: timedelta,
+) -> Integration:
+    """Replace the webhook secret with `secret`, or a new random one when None.
+
+    The replaced secret keeps verifying for `grace` (the store may still sign with it for
+    a while), measured on the database clock that the webhook lookup also uses. Only one
+    previous secret is kept: rotating again within the grace period drops the older one.
+    """
+    integration = (await get_integration(session, principal, integration_id)).integration
+    new_secret = secret if secret is not None else new_webhook_secret()
+    if new_secret != integration.webhook_secret:
+        if grace > timedelta(0):
+            integration.previous_webhook_secret = integration.webhook_secret
+            integration.previous_secret_expires_at = func.now() + grace
+        else:
+            integration.previous_webhook_secret = None
+            integration.previous_secret_expires_at = None
+        integration.webhook_secret = new_secret
+        await session.flush()
+        await session.refresh(integration)
+    return integration
 
 
 async def delete_integration(

@@ -1,0 +1,1 @@
+"""Orders received from the stores' webhooks: storage and the read API."""

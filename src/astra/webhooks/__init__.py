@@ -1,0 +1,1 @@
+"""Order webhooks from Shopify and WooCommerce: verify, record once, store the order."""

@@ -1,0 +1,82 @@
+"""The webhook endpoint stores post to, and the delivery log sellers read."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+
+from astra.auth.deps import CurrentUser
+from astra.db.session import DbSession
+from astra.errors import NotFound
+from astra.http import error_responses
+from astra.settings import Settings
+from astra.webhooks import service
+from astra.webhooks.schemas import DeliveryList, DeliveryRead, WebhookReceipt
+
+router = APIRouter(prefix="/api/webhooks", tags=["webhooks"])
+deliveries_router = APIRouter(prefix="/api/integrations", tags=["webhooks"])
+
+TOO_LARGE = "The body is larger than this endpoint accepts."
+
+
+def _integration_id(raw: str | None) -> uuid.UUID:
+    # A malformed id is as unknown as a missing one, and costs no database round trip.
+    try:
+        return uuid.UUID(raw or "")
+    except ValueError:
+        raise NotFound(service.NO_INTEGRATION) from None
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The raw bytes as sent (signatures cover them exactly), at most `limit` of them."""
+    declared = request.headers.get("content-length", "")
+    # At most 19 digits go to int(): enough for any limit, and cheap however long the header.
+    if declared.isascii() and declared.isdigit() and int(declared[:19]) > limit:
+        raise service.BodyTooLarge(TOO_LARGE)
+    body = bytearray()
+    # Also while streaming: chunked bodies have no Content-Length, and it can lie.
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise service.BodyTooLarge(TOO_LARGE)
+    return bytes(body)
+
+
+@router.post(
+    "/order",
+    responses=error_responses(400, 401, 404, 413, 503),
+    summary="Receive an order webhook from Shopify or WooCommerce",
+)
+async def receive_order(
+    request: Request,
+    session: DbSession,
+    integration_id: Annotated[
+        str | None, Query(alias="id", description="The integration the store was given.")
+    ] = None,
+) -> WebhookReceipt:
+    """No session: the store proves itself with the signature over the raw body
+    (X-Shopify-Hmac-Sha256 or X-WC-Webhook-Signature). A 200 means the delivery is
+    committed; the same delivery again is a 200 that stores nothing new."""
+    target = _integration_id(integration_id)
+    settings: Settings = request.app.state.settings
+    body = await _read_body(request, settings.webhook_max_body_bytes)
+    outcome = await service.receive_order_webhook(
+        session, integration_id=target, headers=request.headers, body=body
+    )
+    return WebhookReceipt(outcome=outcome)
+
+
+@deliveries_router.get(
+    "/{integration_id}/deliveries", responses=error_responses(401, 403, 404, 422)
+)
+async def list_deliveries(
+    integration_id: uuid.UUID,
+    session: DbSession,
+    user: CurrentUser,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> DeliveryList:
+    """The integration's newest webhook deliveries: time, topic, outcome."""
+    deliveries = await service.list_deliveries(session, user, integration_id, limit=limit)
+    return DeliveryList(items=[DeliveryRead.model_validate(d) for d in deliveries])

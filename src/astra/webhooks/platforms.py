@@ -1,0 +1,306 @@
+"""What Shopify and WooCommerce send with an order webhook, and what Astra keeps of it.
+
+Pure functions over headers and bytes: header names, topics, the shop check, the
+idempotency key, and the few order fields stored next to the raw payload. Header
+lookups use lower-case names: Starlette's Headers (and HTTP/2) are case-insensitive.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Any, ClassVar
+
+import orjson
+
+from astra.integrations.domains import InvalidDomain, normalize_domain
+
+
+class OrderAction(StrEnum):
+    upsert = "upsert"
+    restore = "restore"  # WooCommerce took the order out of the trash
+    delete = "delete"
+    ignore = "ignore"
+
+
+class MalformedDelivery(ValueError):
+    """Signed, but not something Astra can store; str() says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryHeaders:
+    signature: str | None
+    topic: str | None
+    delivery_id: str | None
+    # Who says they sent it: Shopify's shop domain, WooCommerce's site URL.
+    source: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderFields:
+    platform_order_id: str
+    order_number: str | None = None
+    total: Decimal | None = None
+    currency: str | None = None
+    financial_status: str | None = None
+    placed_at: datetime | None = None
+    source_updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Payload:
+    data: dict[str, Any]
+    # What PostgreSQL stores as JSONB: the body itself, so large numbers keep every digit.
+    json_text: str
+
+
+_HEADER_TOKEN = re.compile(r"[\x21-\x7e]+")
+_MAX_TOPIC = 100
+_MAX_DELIVERY_ID = 200
+_MAX_ORDER_ID = 64
+_MAX_AMOUNT = Decimal(10) ** 15
+_AMOUNT_STEP = Decimal("0.000001")
+_WOO_PING = re.compile(rb"webhook_id=[0-9]+")
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    return value.strip() or None
+
+
+def _token(value: str | None, what: str, max_length: int) -> str:
+    if value is None:
+        raise MalformedDelivery(f"The {what} header is missing.")
+    if len(value) > max_length or not _HEADER_TOKEN.fullmatch(value):
+        raise MalformedDelivery(f"The {what} header is not valid.")
+    return value
+
+
+def body_digest(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def parse_payload(body: bytes) -> Payload:
+    """Parse a verified body; only JSON objects are deliveries."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise MalformedDelivery("The body is not JSON.") from None
+    if not isinstance(data, dict):
+        raise MalformedDelivery("The body is not a JSON object.")
+    if b"\\u0000" in body:
+        # PostgreSQL text and JSONB cannot hold NUL; keep everything else.
+        data = _without_nul(data)
+        return Payload(data, orjson.dumps(data).decode())
+    return Payload(data, body.decode())
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    return value
+
+
+def _order_id(payload: Mapping[str, Any]) -> str:
+    value = payload.get("id")
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return str(value)
+    if isinstance(value, str) and _HEADER_TOKEN.fullmatch(value) and len(value) <= _MAX_ORDER_ID:
+        return value
+    raise MalformedDelivery("The payload has no order id.")
+
+
+def _text(value: Any, max_length: int) -> str | None:
+    """A short label from the payload, or None when it is absent or unusable."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        return None
+    label = value.strip()
+    if not label or len(label) > max_length or "\x00" in label:
+        return None
+    return label
+
+
+def _amount(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        return None
+    if not amount.is_finite() or abs(amount) >= _MAX_AMOUNT:
+        return None
+    exponent = amount.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -6:
+        amount = amount.quantize(_AMOUNT_STEP)
+    return amount
+
+
+def _timestamp(value: Any) -> datetime | None:
+    """An ISO 8601 time; without an offset it is UTC (WooCommerce's *_gmt fields)."""
+    if not isinstance(value, str) or len(value) > 40:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+class PlatformRules(ABC):
+    @abstractmethod
+    def read_headers(self, headers: Mapping[str, str]) -> DeliveryHeaders: ...
+
+    @abstractmethod
+    def source_matches(self, source: str | None, domain: str) -> bool:
+        """Whether the sender names the integration's own store."""
+
+    @abstractmethod
+    def action(self, topic: str, payload: Mapping[str, Any]) -> OrderAction: ...
+
+    @abstractmethod
+    def order_fields(self, payload: Mapping[str, Any]) -> OrderFields: ...
+
+    def is_ping(self, headers: Mapping[str, str], body: bytes) -> bool:
+        """An unsigned hello that must be answered 200 and stored nowhere."""
+        return False
+
+    def topic(self, sent: DeliveryHeaders) -> str:
+        return _token(sent.topic, "topic", _MAX_TOPIC)
+
+    def idempotency_key(self, sent: DeliveryHeaders, body: bytes) -> str:
+        """What makes two requests the same delivery."""
+        if sent.delivery_id is None:
+            # Without an id only identical bytes are the same delivery.
+            return f"sha256:{body_digest(body)}"
+        return _token(sent.delivery_id, "delivery id", _MAX_DELIVERY_ID)
+
+
+class ShopifyRules(PlatformRules):
+    UPSERT_TOPICS: ClassVar[frozenset[str]] = frozenset(
+        {
+            "orders/create",
+            "orders/updated",
+            "orders/paid",
+            "orders/cancelled",
+            "orders/fulfilled",
+            "orders/partially_fulfilled",
+            "orders/edited",
+        }
+    )
+
+    def read_headers(self, headers: Mapping[str, str]) -> DeliveryHeaders:
+        return DeliveryHeaders(
+            signature=_header(headers, "x-shopify-hmac-sha256"),
+            topic=_header(headers, "x-shopify-topic"),
+            delivery_id=_header(headers, "x-shopify-webhook-id"),
+            source=_header(headers, "x-shopify-shop-domain"),
+        )
+
+    def source_matches(self, source: str | None, domain: str) -> bool:
+        return source is not None and source.lower() == domain
+
+    def action(self, topic: str, payload: Mapping[str, Any]) -> OrderAction:
+        if topic == "orders/delete":
+            return OrderAction.delete
+        # orders/edited carries an order_edit summary, not the order; Shopify sends the
+        # edited order itself as orders/updated.
+        if topic not in self.UPSERT_TOPICS or "order_edit" in payload:
+            return OrderAction.ignore
+        return OrderAction.upsert
+
+    def order_fields(self, payload: Mapping[str, Any]) -> OrderFields:
+        return OrderFields(
+            platform_order_id=_order_id(payload),
+            order_number=_text(payload.get("name"), 100) or _text(payload.get("order_number"), 100),
+            total=_amount(payload.get("total_price")),
+            currency=_text(payload.get("currency"), 10),
+            financial_status=_text(payload.get("financial_status"), 50),
+            placed_at=_timestamp(payload.get("created_at")),
+            source_updated_at=_timestamp(payload.get("updated_at")),
+        )
+
+
+class WooCommerceRules(PlatformRules):
+    ACTIONS: ClassVar[Mapping[str, OrderAction]] = {
+        "order.created": OrderAction.upsert,
+        "order.updated": OrderAction.upsert,
+        "order.restored": OrderAction.restore,
+        "order.deleted": OrderAction.delete,
+    }
+
+    def read_headers(self, headers: Mapping[str, str]) -> DeliveryHeaders:
+        topic = _header(headers, "x-wc-webhook-topic")
+        resource = _header(headers, "x-wc-webhook-resource")
+        event = _header(headers, "x-wc-webhook-event")
+        if topic is None and resource is not None and event is not None:
+            topic = f"{resource}.{event}"
+        return DeliveryHeaders(
+            signature=_header(headers, "x-wc-webhook-signature"),
+            topic=topic,
+            # Documented under both names.
+            delivery_id=(
+                _header(headers, "x-wc-webhook-delivery-id") or _header(headers, "x-wc-delivery-id")
+            ),
+            source=_header(headers, "x-wc-webhook-source"),
+        )
+
+    def is_ping(self, headers: Mapping[str, str], body: bytes) -> bool:
+        # Sent when a webhook is saved as active: `webhook_id=N`, no X-WC headers at all.
+        return not any(name.lower().startswith("x-wc-") for name in headers) and bool(
+            _WOO_PING.fullmatch(body.strip())
+        )
+
+    def source_matches(self, source: str | None, domain: str) -> bool:
+        if source is None:
+            return False
+        try:
+            host = normalize_domain(source)
+        except InvalidDomain:
+            return False
+        # A WordPress site URL may carry "www." where the integration does not, or the reverse.
+        return host.removeprefix("www.") == domain.removeprefix("www.")
+
+    def action(self, topic: str, payload: Mapping[str, Any]) -> OrderAction:
+        return self.ACTIONS.get(topic, OrderAction.ignore)
+
+    def idempotency_key(self, sent: DeliveryHeaders, body: bytes) -> str:
+        key = super().idempotency_key(sent, body)
+        if sent.delivery_id is None:
+            return key
+        # WooCommerce derives the id from the webhook id and the current second
+        # (WC_Webhook::get_new_delivery_id), so two different deliveries within one second
+        # share it; a re-sent delivery also repeats the body.
+        return f"{key}:{body_digest(body)[:16]}"
+
+    def order_fields(self, payload: Mapping[str, Any]) -> OrderFields:
+        return OrderFields(
+            platform_order_id=_order_id(payload),
+            order_number=_text(payload.get("number"), 100),
+            total=_amount(payload.get("total")),
+            currency=_text(payload.get("currency"), 10),
+            financial_status=_text(payload.get("status"), 50),
+            placed_at=_timestamp(payload.get("date_created_gmt") or payload.get("date_created")),
+            source_updated_at=_timestamp(
+                payload.get("date_modified_gmt") or payload.get("date_modified")
+            ),
+        )
+
+
+PLATFORMS: dict[str, PlatformRules] = {
+    "shopify": ShopifyRules(),
+    "woocommerce": WooCommerceRules(),
+}

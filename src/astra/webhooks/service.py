@@ -1,0 +1,294 @@
+"""Receive one order webhook: verify it, record the delivery once, store the order.
+
+Nothing is written before the signature checks out. Then the transaction acts as the
+integration's owner, so RLS guards the webhook path exactly as it guards the owner's own
+requests; the only thing read before that is the target, through `app_webhook_target`.
+The route's transaction commits before the 2xx goes out, and any failure rolls back the
+delivery and the order together and answers 503, so the platform retries.
+
+An inactive (paused) integration still receives: its deliveries are verified and stored
+with the outcome "held", so nothing a store sends while paused is lost and reactivating
+needs no replay. Logs carry ids, topics, sizes and outcomes, never secrets or bodies.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from sqlalchemy import Row, Text, bindparam, cast, func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from astra.auth.principal import Principal
+from astra.db.session import set_acting_user
+from astra.errors import AstraError, NotAuthenticated, NotFound
+from astra.integrations.service import get_integration
+from astra.orders.models import Order
+from astra.webhooks.models import DeliveryOutcome, WebhookDelivery
+from astra.webhooks.platforms import (
+    PLATFORMS,
+    MalformedDelivery,
+    OrderAction,
+    OrderFields,
+    Payload,
+    parse_payload,
+)
+from astra.webhooks.signatures import verify
+
+log = logging.getLogger(__name__)
+
+TARGET = text(
+    "SELECT user_id, type, domain, is_active, webhook_secret, previous_webhook_secret "
+    "FROM public.app_webhook_target(:id)"
+)
+NO_INTEGRATION = "No integration with this id."
+
+T = TypeVar("T")
+
+Receipt = Literal["stored", "stale", "deleted", "ignored", "held", "duplicate", "ping"]
+
+
+class MalformedBody(AstraError):
+    status_code = 400
+
+
+class InvalidSignature(NotAuthenticated):
+    """Missing or wrong signature, or a delivery naming another store."""
+
+
+class BodyTooLarge(AstraError):
+    status_code = 413
+
+
+class DeliveryFailed(AstraError):
+    """The delivery could not be stored; the platform should send it again."""
+
+    status_code = 503
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A verified delivery, ready to record."""
+
+    key: str
+    topic: str
+    action: OrderAction
+    order: OrderFields | None
+    payload: Payload
+    body_bytes: int
+
+
+async def receive_order_webhook(
+    session: AsyncSession,
+    *,
+    integration_id: uuid.UUID,
+    headers: Mapping[str, str],
+    body: bytes,
+) -> Receipt:
+    target = await _guarded(_find_target(session, integration_id), integration_id)
+    if target is None:
+        _refused(integration_id, "unknown-integration")
+        raise NotFound(NO_INTEGRATION)
+    rules = PLATFORMS[target.type]
+    if rules.is_ping(headers, body):
+        log.info("webhook ping", extra={"integration_id": str(integration_id)})
+        return "ping"
+    sent = rules.read_headers(headers)
+    secrets = [s for s in (target.webhook_secret, target.previous_webhook_secret) if s]
+    if sent.signature is None:
+        _refused(integration_id, "unsigned")
+        raise InvalidSignature("The delivery is not signed.")
+    if not verify(secrets, body, sent.signature):
+        _refused(integration_id, "bad-signature")
+        raise InvalidSignature("The signature does not match this integration's webhook secret.")
+    if not rules.source_matches(sent.source, target.domain):
+        _refused(integration_id, "other-store")
+        raise InvalidSignature("The delivery names another store than this integration's.")
+    try:
+        payload = parse_payload(body)
+        topic = rules.topic(sent)
+        action = rules.action(topic, payload.data)
+        order = None if action is OrderAction.ignore else rules.order_fields(payload.data)
+        delivery = Delivery(
+            key=rules.idempotency_key(sent, body),
+            topic=topic,
+            action=action,
+            order=order,
+            payload=payload,
+            body_bytes=len(body),
+        )
+    except MalformedDelivery as exc:
+        _refused(integration_id, "malformed")
+        raise MalformedBody(str(exc)) from None
+    receipt = await _guarded(_record(session, integration_id, target, delivery), integration_id)
+    log.info(
+        "webhook received",
+        extra={
+            "integration_id": str(integration_id),
+            "platform": target.type,
+            "topic": delivery.topic,
+            "delivery_id": delivery.key,
+            "order_id": order.platform_order_id if order else None,
+            "bytes": delivery.body_bytes,
+            "outcome": receipt,
+        },
+    )
+    return receipt
+
+
+async def _guarded(work: Awaitable[T], integration_id: uuid.UUID) -> T:
+    """Run database work; a failure becomes a 503 whose text carries nothing of the body."""
+    try:
+        return await work
+    except (SQLAlchemyError, OSError) as exc:
+        # The exception text may quote the payload: log only its kind and SQLSTATE.
+        sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
+        log.error(
+            "webhook failed",
+            extra={
+                "integration_id": str(integration_id),
+                "error": type(exc).__name__,
+                "sqlstate": sqlstate,
+            },
+        )
+        raise DeliveryFailed("The delivery could not be stored; send it again later.") from None
+
+
+def _refused(integration_id: uuid.UUID, reason: str) -> None:
+    log.info("webhook refused", extra={"integration_id": str(integration_id), "reason": reason})
+
+
+async def _find_target(session: AsyncSession, integration_id: uuid.UUID) -> Row[Any] | None:
+    return (await session.execute(TARGET, {"id": integration_id})).one_or_none()
+
+
+def _planned_outcome(action: OrderAction, is_active: bool) -> DeliveryOutcome:
+    if action is OrderAction.ignore:
+        return DeliveryOutcome.ignored
+    if not is_active:
+        return DeliveryOutcome.held
+    if action is OrderAction.delete:
+        return DeliveryOutcome.deleted
+    return DeliveryOutcome.stored
+
+
+async def _record(
+    session: AsyncSession, integration_id: uuid.UUID, target: Row[Any], delivery: Delivery
+) -> Receipt:
+    await set_acting_user(session, target.user_id)
+    outcome = _planned_outcome(delivery.action, target.is_active)
+    order = delivery.order
+    recorded = (
+        await session.execute(
+            insert(WebhookDelivery)
+            .values(
+                integration_id=integration_id,
+                delivery_id=delivery.key,
+                user_id=target.user_id,
+                topic=delivery.topic,
+                platform_order_id=order.platform_order_id if order else None,
+                outcome=outcome,
+                body_bytes=delivery.body_bytes,
+            )
+            .on_conflict_do_nothing(
+                index_elements=[WebhookDelivery.integration_id, WebhookDelivery.delivery_id]
+            )
+            .returning(WebhookDelivery.delivery_id)
+        )
+    ).scalar_one_or_none()
+    if recorded is None:
+        return "duplicate"
+    if order is None:
+        return outcome.value
+    written = await _write_order(session, integration_id, target, delivery, order)
+    if not written and outcome is DeliveryOutcome.stored:
+        await session.execute(
+            update(WebhookDelivery)
+            .where(
+                WebhookDelivery.integration_id == integration_id,
+                WebhookDelivery.delivery_id == delivery.key,
+            )
+            .values(outcome=DeliveryOutcome.stale)
+        )
+        return DeliveryOutcome.stale.value
+    return outcome.value
+
+
+async def _write_order(
+    session: AsyncSession,
+    integration_id: uuid.UUID,
+    target: Row[Any],
+    delivery: Delivery,
+    order: OrderFields,
+) -> bool:
+    """Insert or update the order; False when the stored version is newer."""
+    statement = insert(Order).values(
+        integration_id=integration_id,
+        user_id=target.user_id,
+        platform=target.type,
+        platform_order_id=order.platform_order_id,
+        order_number=order.order_number,
+        total=order.total,
+        currency=order.currency,
+        financial_status=order.financial_status,
+        placed_at=order.placed_at,
+        source_updated_at=order.source_updated_at,
+        deleted_at=func.now() if delivery.action is OrderAction.delete else None,
+        raw=cast(bindparam("raw", delivery.payload.json_text, type_=Text), JSONB),
+    )
+    conflict = [Order.integration_id, Order.platform_order_id]
+    if delivery.action is OrderAction.delete:
+        # The delete payload is only the id: keep the last full version, mark it deleted.
+        statement = statement.on_conflict_do_update(
+            index_elements=conflict,
+            set_={
+                Order.deleted_at: func.coalesce(Order.deleted_at, func.now()),
+                Order.updated_at: func.now(),
+            },
+        )
+    else:
+        new = statement.excluded
+        changes: dict[Any, Any] = {
+            Order.order_number: new.order_number,
+            Order.total: new.total,
+            Order.currency: new.currency,
+            Order.financial_status: new.financial_status,
+            Order.placed_at: new.placed_at,
+            Order.source_updated_at: new.source_updated_at,
+            Order.raw: new.raw,
+            Order.updated_at: func.now(),
+        }
+        # Only a restore brings a deleted order back; a late update of it does not.
+        if delivery.action is OrderAction.restore:
+            changes[Order.deleted_at] = None
+        statement = statement.on_conflict_do_update(
+            index_elements=conflict,
+            set_=changes,
+            # Ties go to the later arrival: Shopify sends orders/paid and orders/updated
+            # for one change with the same updated_at.
+            where=or_(
+                Order.source_updated_at.is_(None),
+                new.source_updated_at >= Order.source_updated_at,
+            ),
+        )
+    result = await session.execute(statement.returning(Order.id))
+    return result.scalar_one_or_none() is not None
+
+
+async def list_deliveries(
+    session: AsyncSession, principal: Principal, integration_id: uuid.UUID, *, limit: int
+) -> list[WebhookDelivery]:
+    """The newest deliveries of one integration the principal may see (403/404 otherwise)."""
+    await get_integration(session, principal, integration_id)
+    result = await session.scalars(
+        select(WebhookDelivery)
+        .where(WebhookDelivery.integration_id == integration_id)
+        .order_by(WebhookDelivery.received_at.desc())
+        .limit(limit)
+    )
+    return list(result)

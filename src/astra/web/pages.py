@@ -1,0 +1,51 @@
+"""The sign-in and first-run pages. Their forms post to the JSON auth API with fetch."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from astra.auth.deps import OptionalUser
+from astra.auth.passwords import MIN_PASSWORD_LENGTH
+from astra.auth.service import check_setup_token
+from astra.errors import Forbidden
+from astra.settings import Settings
+from astra.web.redirects import HOME, safe_next
+from astra.web.templating import page_templates, render
+
+router = APIRouter(include_in_schema=False)
+templates = page_templates()
+
+
+@router.get("/")
+async def home() -> RedirectResponse:
+    return RedirectResponse(HOME, status_code=303)
+
+
+@router.get("/login", response_model=None)
+async def login_page(
+    request: Request,
+    user: OptionalUser,
+    next_path: Annotated[str | None, Query(alias="next", max_length=2000)] = None,
+) -> HTMLResponse | RedirectResponse:
+    destination = safe_next(next_path)
+    if user is not None:
+        return RedirectResponse(destination, status_code=303)
+    return render(templates, request, "login.html", {"next": destination})
+
+
+@router.get("/setup")
+async def setup_page(
+    request: Request, token: Annotated[str, Query(max_length=200)] = ""
+) -> HTMLResponse:
+    """The form behind the one-time link `astra serve` prints when there are no accounts."""
+    settings: Settings = request.app.state.settings
+    try:
+        check_setup_token(settings.setup_token, token)
+    except Forbidden as exc:
+        context = {"token": "", "problem": exc.detail, "min_password": MIN_PASSWORD_LENGTH}
+        return render(templates, request, "setup.html", context, status_code=403)
+    context = {"token": token, "problem": None, "min_password": MIN_PASSWORD_LENGTH}
+    return render(templates, request, "setup.html", context)

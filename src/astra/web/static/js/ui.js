@@ -1,0 +1,177 @@
+// Small helpers every page shares: the JSON API, form fields, dialogs, toasts, copying.
+// User text only ever reaches the page through textContent, value and setAttribute.
+
+const OFFLINE = "Couldn't reach Astra. Check your connection and try again.";
+const SERVER_FAULT = "Something went wrong on our side. Try again in a moment.";
+
+export function loginUrl() {
+  return `/login?next=${encodeURIComponent(location.pathname + location.search)}`;
+}
+
+/** A field's messages from a 422 body: {"detail": [{"loc": ["body", "domain"], "msg": ...}]}. */
+function fieldMessages(detail) {
+  const fields = {};
+  if (!Array.isArray(detail)) return fields;
+  for (const error of detail) {
+    const loc = Array.isArray(error.loc) ? error.loc : [];
+    const field = loc[0] === "body" && loc.length > 1 ? loc[1] : "";
+    fields[field] ??= String(error.msg ?? "");
+  }
+  return fields;
+}
+
+/**
+ * Call the JSON API as this browser (same origin, session cookie).
+ * Resolves to {ok, status, data, fields, problem}; never rejects. A 401 outside sign-in
+ * means the session ended: go to the sign-in page and come back here afterwards.
+ */
+export async function api(method, url, body) {
+  const init = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(url, init);
+  } catch {
+    return { ok: false, status: 0, data: null, fields: {}, problem: OFFLINE };
+  }
+  if (response.status === 401 && !url.startsWith("/api/auth/")) {
+    location.assign(loginUrl());
+    return new Promise(() => {});
+  }
+  let data = null;
+  if (response.status !== 204) {
+    try {
+      data = await response.json();
+    } catch {
+      data = null;
+    }
+  }
+  if (response.ok) return { ok: true, status: response.status, data, fields: {}, problem: "" };
+  const detail = data?.detail;
+  const fields = fieldMessages(detail);
+  let problem = typeof detail === "string" ? detail : "";
+  if (response.status >= 500 || (!problem && !Object.keys(fields).length)) problem = SERVER_FAULT;
+  return { ok: false, status: response.status, data, fields, problem };
+}
+
+/** Show `message` under the field of `input` (or clear it), the way screen readers expect. */
+export function setFieldError(input, message) {
+  const error = document.getElementById(`${input.id}-error`);
+  const help = document.getElementById(`${input.id}-help`);
+  error.textContent = message || "";
+  error.hidden = !message;
+  if (help) help.classList.toggle("help-replaced", Boolean(message));
+  if (message) input.setAttribute("aria-invalid", "true");
+  else input.removeAttribute("aria-invalid");
+}
+
+export function setHelp(input, text) {
+  const help = document.getElementById(`${input.id}-help`);
+  help.textContent = text;
+  help.hidden = !text;
+}
+
+export function showAlert(alert, message) {
+  alert.textContent = message || "";
+  alert.hidden = !message;
+}
+
+export function setBusy(button, busy, busyLabel) {
+  if (busy) {
+    button.dataset.label = button.textContent;
+    button.textContent = busyLabel;
+    button.disabled = true;
+    button.setAttribute("aria-busy", "true");
+  } else {
+    if (button.dataset.label) button.textContent = button.dataset.label;
+    button.disabled = false;
+    button.removeAttribute("aria-busy");
+  }
+}
+
+// Dialogs: showModal() moves focus in and makes Escape close; focus goes back to the
+// control that opened the dialog, or to a fallback when that control is gone.
+const openers = new WeakMap();
+
+export function openDialog(dialog, opener) {
+  openers.set(dialog, opener ?? document.activeElement);
+  dialog.showModal();
+}
+
+export function closeDialog(dialog, focusAfter) {
+  if (focusAfter) openers.set(dialog, focusAfter);
+  dialog.close();
+}
+
+export function restoreFocusOnClose(dialog, fallback) {
+  dialog.addEventListener("close", () => {
+    const opener = openers.get(dialog);
+    const target = opener?.isConnected ? opener : fallback();
+    target?.focus();
+  });
+}
+
+export function toast(message) {
+  const region = document.getElementById("toasts");
+  if (!region) return;
+  const item = document.createElement("div");
+  item.className = "toast";
+  item.textContent = message;
+  region.append(item);
+  setTimeout(() => {
+    item.classList.add("toast-leaving");
+    setTimeout(() => item.remove(), 200);
+  }, 4000);
+}
+
+/** Copy buttons: data-copy names the read-only input whose value they copy. */
+export function initCopyButtons(root, announce) {
+  for (const button of root.querySelectorAll("[data-copy]")) {
+    button.addEventListener("click", async () => {
+      const input = document.getElementById(button.dataset.copy);
+      let copied = false;
+      try {
+        await navigator.clipboard.writeText(input.value);
+        copied = true;
+      } catch {
+        // No async clipboard (a plain-http origin): copy the selected text the old way.
+        input.select();
+        copied = document.execCommand("copy");
+      }
+      const label = button.querySelector(".copy-label");
+      if (!copied) {
+        input.select();
+        announce("Press Ctrl+C or ⌘C to copy the selected text.");
+        return;
+      }
+      label.textContent = "Copied ✓";
+      button.classList.add("copied");
+      announce(`${input.labels[0].textContent} copied.`);
+      clearTimeout(button.resetTimer);
+      button.resetTimer = setTimeout(() => {
+        label.textContent = "Copy";
+        button.classList.remove("copied");
+      }, 2000);
+    });
+  }
+}
+
+export function resetCopyButtons(root) {
+  for (const button of root.querySelectorAll("[data-copy]")) {
+    clearTimeout(button.resetTimer);
+    button.querySelector(".copy-label").textContent = "Copy";
+    button.classList.remove("copied");
+  }
+}
+
+export function initHeader() {
+  const signOut = document.getElementById("sign-out");
+  signOut?.addEventListener("click", async () => {
+    setBusy(signOut, true, "Signing out…");
+    await api("POST", "/api/auth/logout");
+    location.assign("/login");
+  });
+}

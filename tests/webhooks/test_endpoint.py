@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from decimal import Decimal
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import Account
 from tests.webhooks.stores import (
+    T0,
     Store,
     deliver,
     deliveries_of,
@@ -114,9 +121,16 @@ async def test_inactive_integration_holds_deliveries_and_loses_no_order(
     assert (await send_order(anonymous, shopify_store, 3)).json() == {"outcome": "stored"}
 
 
-@pytest.fixture
-async def failing_orders(owner_engine: AsyncEngine) -> AsyncIterator[None]:
-    """Make every write to orders fail inside the database, for one test."""
+@asynccontextmanager
+async def injected_failure(
+    owner_engine: AsyncEngine, table: str, *, at_commit: bool = False
+) -> AsyncIterator[None]:
+    """Make every write to `table` fail inside the database, or only its COMMIT."""
+    when = (
+        "CONSTRAINT TRIGGER test_fail AFTER INSERT ON public.{table} DEFERRABLE INITIALLY DEFERRED"
+        if at_commit
+        else "TRIGGER test_fail BEFORE INSERT OR UPDATE ON public.{table}"
+    )
     async with owner_engine.begin() as connection:
         await connection.execute(
             text(
@@ -126,28 +140,25 @@ async def failing_orders(owner_engine: AsyncEngine) -> AsyncIterator[None]:
         )
         await connection.execute(
             text(
-                "CREATE TRIGGER test_fail BEFORE INSERT OR UPDATE ON public.orders "
-                "FOR EACH ROW EXECUTE FUNCTION public.test_fail()"
+                f"CREATE {when.format(table=table)} FOR EACH ROW EXECUTE FUNCTION public.test_fail()"
             )
         )
     try:
         yield
     finally:
         async with owner_engine.begin() as connection:
-            await connection.execute(text("DROP TRIGGER test_fail ON public.orders"))
+            await connection.execute(text(f"DROP TRIGGER test_fail ON public.{table}"))
             await connection.execute(text("DROP FUNCTION public.test_fail()"))
 
 
 async def test_database_failure_mid_delivery_is_5xx_and_leaves_nothing(
-    anonymous: httpx.AsyncClient,
-    owner_engine: AsyncEngine,
-    shopify_store: Store,
-    failing_orders: None,
+    anonymous: httpx.AsyncClient, owner_engine: AsyncEngine, shopify_store: Store
 ) -> None:
     body = encode(shopify_order())
     headers = shopify_headers(shopify_store, body)
 
-    response = await deliver(anonymous, shopify_store, body, headers)
+    async with injected_failure(owner_engine, "orders"):
+        response = await deliver(anonymous, shopify_store, body, headers)
 
     assert response.status_code == 503
     assert "injected" not in response.text
@@ -155,61 +166,23 @@ async def test_database_failure_mid_delivery_is_5xx_and_leaves_nothing(
     assert await deliveries_of(owner_engine, shopify_store) == []
     assert await orders_of(owner_engine, shopify_store) == []
 
-
-async def test_the_platform_retry_after_a_failure_is_stored(
-    anonymous: httpx.AsyncClient, owner_engine: AsyncEngine, shopify_store: Store
-) -> None:
-    body = encode(shopify_order())
-    headers = shopify_headers(shopify_store, body)
-    async with owner_engine.begin() as connection:
-        await connection.execute(
-            text("ALTER TABLE public.orders ADD CONSTRAINT test_no_orders CHECK (false) NOT VALID")
-        )
-    try:
-        assert (await deliver(anonymous, shopify_store, body, headers)).status_code == 503
-    finally:
-        async with owner_engine.begin() as connection:
-            await connection.execute(
-                text("ALTER TABLE public.orders DROP CONSTRAINT test_no_orders")
-            )
-
     retry = await deliver(anonymous, shopify_store, body, headers)
 
-    assert retry.json() == {"outcome": "stored"}
+    assert retry.json() == {"outcome": "stored"}, "the platform's retry must not be a duplicate"
     assert len(await deliveries_of(owner_engine, shopify_store)) == 1
 
 
 async def test_failure_at_commit_is_5xx_not_2xx(
-    app: object, owner_engine: AsyncEngine, shopify_store: Store
+    app: FastAPI, owner_engine: AsyncEngine, shopify_store: Store
 ) -> None:
     """A 2xx only once the commit succeeded: a deferred check failing at COMMIT."""
-    async with owner_engine.begin() as connection:
-        await connection.execute(
-            text(
-                "CREATE FUNCTION public.test_fail_at_commit() RETURNS trigger LANGUAGE plpgsql "
-                "AS $$ BEGIN RAISE EXCEPTION 'injected commit failure'; END $$"
-            )
-        )
-        await connection.execute(
-            text(
-                "CREATE CONSTRAINT TRIGGER test_fail_at_commit AFTER INSERT "
-                "ON public.webhook_deliveries DEFERRABLE INITIALLY DEFERRED "
-                "FOR EACH ROW EXECUTE FUNCTION public.test_fail_at_commit()"
-            )
-        )
     body = encode(shopify_order())
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)  # type: ignore[arg-type]
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            response = await deliver(
-                client, shopify_store, body, shopify_headers(shopify_store, body)
-            )
-    finally:
-        async with owner_engine.begin() as connection:
-            await connection.execute(
-                text("DROP TRIGGER test_fail_at_commit ON public.webhook_deliveries")
-            )
-            await connection.execute(text("DROP FUNCTION public.test_fail_at_commit()"))
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with (
+        injected_failure(owner_engine, "webhook_deliveries", at_commit=True),
+        httpx.AsyncClient(transport=transport, base_url="http://testserver") as client,
+    ):
+        response = await deliver(client, shopify_store, body, shopify_headers(shopify_store, body))
 
     assert response.status_code >= 500
     assert "injected" not in response.text
@@ -250,3 +223,52 @@ async def test_logs_carry_ids_and_outcomes_but_never_secrets_or_bodies(
     assert "very-private-buyer" not in logged
     assert shopify_store.secret not in logged
     assert hmac_b64(shopify_store.secret, body) not in logged
+
+
+async def test_concurrent_copies_of_one_delivery_store_it_once(
+    anonymous: httpx.AsyncClient, owner_engine: AsyncEngine, shopify_store: Store
+) -> None:
+    body = encode(shopify_order())
+    headers = shopify_headers(shopify_store, body)
+
+    responses = await asyncio.gather(
+        *(deliver(anonymous, shopify_store, body, headers) for _ in range(5))
+    )
+
+    assert sorted(r.json()["outcome"] for r in responses) == ["duplicate"] * 4 + ["stored"]
+    assert len(await deliveries_of(owner_engine, shopify_store)) == 1
+
+
+async def test_concurrent_versions_of_one_order_keep_the_newest(
+    anonymous: httpx.AsyncClient, owner_engine: AsyncEngine, shopify_store: Store
+) -> None:
+    versions = [
+        encode(shopify_order(updated_at=T0 + timedelta(minutes=n), total=f"{n}.00"))
+        for n in range(1, 9)
+    ]
+    random.Random(4).shuffle(versions)
+
+    responses = await asyncio.gather(
+        *(
+            deliver(
+                anonymous,
+                shopify_store,
+                body,
+                shopify_headers(shopify_store, body, topic="orders/updated"),
+            )
+            for body in versions
+        )
+    )
+
+    assert all(r.status_code == 200 for r in responses)
+    [order] = await orders_of(owner_engine, shopify_store)
+    assert order["total"] == Decimal("8.00")
+    assert len(await deliveries_of(owner_engine, shopify_store)) == 8
+
+
+def test_openapi_lists_what_the_endpoint_answers(app: FastAPI) -> None:
+    operation = app.openapi()["paths"]["/api/webhooks/order"]["post"]
+
+    assert sorted(operation["responses"]) == ["200", "400", "401", "404", "413", "503"]
+    assert [p["name"] for p in operation["parameters"]] == ["id"]
+    assert "security" not in operation

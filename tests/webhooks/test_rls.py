@@ -3,7 +3,6 @@ WHERE clauses, no app code."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from astra.db.urls import app_url
 from tests.conftest import TestDatabase, make_user
+from tests.db.test_rls import act_as
 
-SET_CLAIMS = text("SELECT set_config('request.jwt.claims', :claims, true)")
 INSERT_ORDER = text(
     "INSERT INTO orders (integration_id, user_id, platform, platform_order_id, raw) "
     "VALUES (:integration_id, :user_id, 'woocommerce', :order_id, '{}'::jsonb)"
@@ -32,10 +31,6 @@ async def app_engine(test_database: TestDatabase) -> AsyncIterator[AsyncEngine]:
     engine = create_async_engine(app_url(test_database.settings), pool_size=1, max_overflow=0)
     yield engine
     await engine.dispose()
-
-
-async def act_as(connection: AsyncConnection, user_id: uuid.UUID) -> None:
-    await connection.execute(SET_CLAIMS, {"claims": json.dumps({"sub": str(user_id)})})
 
 
 async def scalars(connection: AsyncConnection, sql: str, **params: Any) -> set[Any]:

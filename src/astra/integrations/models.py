@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import DateTime, ForeignKey, String, text
+from sqlalchemy import DateTime, ForeignKey, ForeignKeyConstraint, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from astra.db.base import Base
@@ -37,4 +37,16 @@ class Integration(Base):
     )
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=text("now()")
+    )
+
+
+def owned_through_integration(name: str) -> ForeignKeyConstraint:
+    """(integration_id, user_id) -> integrations (id, user_id): a child row's denormalised
+    owner, which its RLS policy reads, is always its integration's owner."""
+    return ForeignKeyConstraint(
+        ["integration_id", "user_id"],
+        ["integrations.id", "integrations.user_id"],
+        name=name,
+        ondelete="CASCADE",
+        onupdate="CASCADE",
     )

@@ -5,11 +5,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import DateTime, ForeignKeyConstraint, Numeric, String, UniqueConstraint, text
+from sqlalchemy import DateTime, Numeric, String, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from astra.db.base import Base
+from astra.integrations.models import owned_through_integration
 
 
 class Order(Base):
@@ -17,13 +18,7 @@ class Order(Base):
 
     __tablename__ = "orders"
     __table_args__ = (
-        ForeignKeyConstraint(
-            ["integration_id", "user_id"],
-            ["integrations.id", "integrations.user_id"],
-            name="orders_integration_fkey",
-            ondelete="CASCADE",
-            onupdate="CASCADE",
-        ),
+        owned_through_integration("orders_integration_fkey"),
         UniqueConstraint(
             "integration_id", "platform_order_id", name="orders_integration_order_key"
         ),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
@@ -44,22 +44,41 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
+# The id and the body are read by hand (a bad id is a 404, the body must stay raw bytes
+# until verified), so they are described here rather than declared as parameters.
+WEBHOOK_OPENAPI: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "id",
+            "in": "query",
+            "required": True,
+            "description": "The integration's id, as in its webhook_url.",
+            "schema": {"type": "string", "format": "uuid"},
+        }
+    ],
+    "requestBody": {
+        "required": True,
+        "description": "The order as the platform sends it, at most 5 MiB; WooCommerce's "
+        "unsigned ping is the form body webhook_id=N.",
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "application/x-www-form-urlencoded": {"schema": {"type": "string"}},
+        },
+    },
+}
+
+
 @router.post(
     "/order",
     responses=error_responses(400, 401, 404, 413, 503),
     summary="Receive an order webhook from Shopify or WooCommerce",
+    openapi_extra=WEBHOOK_OPENAPI,
 )
-async def receive_order(
-    request: Request,
-    session: DbSession,
-    integration_id: Annotated[
-        str | None, Query(alias="id", description="The integration the store was given.")
-    ] = None,
-) -> WebhookReceipt:
+async def receive_order(request: Request, session: DbSession) -> WebhookReceipt:
     """No session: the store proves itself with the signature over the raw body
     (X-Shopify-Hmac-Sha256 or X-WC-Webhook-Signature). A 200 means the delivery is
     committed; the same delivery again is a 200 that stores nothing new."""
-    target = _integration_id(integration_id)
+    target = _integration_id(request.query_params.get("id"))
     settings: Settings = request.app.state.settings
     body = await _read_body(request, settings.webhook_max_body_bytes)
     outcome = await service.receive_order_webhook(

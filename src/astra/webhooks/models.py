@@ -4,10 +4,11 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import DateTime, ForeignKeyConstraint, String, text
+from sqlalchemy import DateTime, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from astra.db.base import Base
+from astra.integrations.models import owned_through_integration
 
 
 class DeliveryOutcome(StrEnum):
@@ -24,15 +25,7 @@ class WebhookDelivery(Base):
     """One accepted delivery: the idempotency record and the delivery log."""
 
     __tablename__ = "webhook_deliveries"
-    __table_args__ = (
-        ForeignKeyConstraint(
-            ["integration_id", "user_id"],
-            ["integrations.id", "integrations.user_id"],
-            name="webhook_deliveries_integration_fkey",
-            ondelete="CASCADE",
-            onupdate="CASCADE",
-        ),
-    )
+    __table_args__ = (owned_through_integration("webhook_deliveries_integration_fkey"),)
 
     integration_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     # The platform's delivery id (for WooCommerce, with a digest of the body: see platforms).

@@ -47,14 +47,20 @@ CREATE TABLE public.orders (
     REFERENCES public.integrations (id, user_id) ON DELETE CASCADE ON UPDATE CASCADE,
   CONSTRAINT orders_integration_order_key UNIQUE (integration_id, platform_order_id)
 );
--- Keyset pagination, newest first, over live orders: per integration (also the order
--- stats on every integration), per seller, and over everything for admins.
+-- Keyset pagination, newest first, over live orders: per integration, per seller, and
+-- over everything for admins. The first also serves the order stats on every integration,
+-- index-only: it carries user_id, which the RLS policy reads.
 CREATE INDEX orders_integration_received_idx
-  ON public.orders (integration_id, received_at DESC, id DESC) WHERE deleted_at IS NULL;
+  ON public.orders (integration_id, received_at DESC, id DESC) INCLUDE (user_id)
+  WHERE deleted_at IS NULL;
 CREATE INDEX orders_user_received_idx
   ON public.orders (user_id, received_at DESC, id DESC) WHERE deleted_at IS NULL;
 CREATE INDEX orders_received_idx
   ON public.orders (received_at DESC, id DESC) WHERE deleted_at IS NULL;
+-- The integration decides the owner: without this the planner multiplies the two filters'
+-- selectivities and misjudges "this integration's orders, as its owner".
+CREATE STATISTICS orders_integration_user_stats (dependencies)
+  ON integration_id, user_id FROM public.orders;
 
 -- One row per accepted delivery: the idempotency record and the delivery log.
 CREATE TABLE public.webhook_deliveries (

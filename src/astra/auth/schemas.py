@@ -14,7 +14,7 @@ Email = Annotated[
         to_lower=True,
         min_length=3,
         max_length=254,
-        pattern=r"^[^@\s]+@[^@\s]+$",
+        pattern=r"^[^@\s\x00]+@[^@\s\x00]+$",
     ),
 ]
 

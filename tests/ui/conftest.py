@@ -57,12 +57,17 @@ def live_server(test_database: TestDatabase) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-async def browser() -> AsyncIterator[Browser]:
+def chromium_path() -> str:
     if not CHROMIUM.exists():
         pytest.fail("Chromium is missing: run `scripts/ensure-system-packages.sh chromium`.")
+    return str(CHROMIUM)
+
+
+@pytest.fixture(scope="session")
+async def browser(chromium_path: str) -> AsyncIterator[Browser]:
     async with async_playwright() as playwright:
         chromium = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+            executable_path=chromium_path, args=CHROMIUM_ARGS, headless=True
         )
         yield chromium
         await chromium.close()
@@ -84,6 +89,7 @@ class Session:
     foreign_requests: list[str] = field(default_factory=list)
     script_dialogs: list[str] = field(default_factory=list)
     expected_errors: list[str] = field(default_factory=list)
+    background: set[asyncio.Future[None]] = field(default_factory=set)
     shots: int = 0
 
     def expect_http_error(self, status: int) -> None:
@@ -150,7 +156,9 @@ async def ui(
 
     def on_dialog(dialog: Any) -> None:
         session.script_dialogs.append(dialog.message)
-        asyncio.ensure_future(dialog.dismiss())
+        task = asyncio.ensure_future(dialog.dismiss())
+        session.background.add(task)
+        task.add_done_callback(session.background.discard)
 
     page.on("console", on_console)
     page.on("pageerror", lambda error: session.console_errors.append(str(error)))

@@ -20,7 +20,11 @@ def safe_next(value: str | None) -> str:
     """
     if not value or len(value) > _MAX_NEXT or not value.startswith("/"):
         return HOME
-    if value.startswith("//") or "\\" in value or any(ord(ch) < 0x20 or ch == "\x7f" for ch in value):
+    if (
+        value.startswith("//")
+        or "\\" in value
+        or any(ord(ch) < 0x20 or ch == "\x7f" for ch in value)
+    ):
         return HOME
     parts = urlsplit(value)
     if parts.scheme or parts.netloc:

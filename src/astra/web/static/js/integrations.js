@@ -43,6 +43,7 @@ const activeSwitch = $("store-active");
 const saveButton = $("store-save");
 const saveReason = $("store-save-reason");
 const editOnly = form.querySelector(".edit-only");
+const webhookUrl = $("store-webhook-url");
 
 const deleteDialog = $("delete-dialog");
 const deleteAlert = $("delete-alert");
@@ -54,7 +55,7 @@ const fields = { name: nameInput, type: platformSelect, domain: domainInput };
 const state = { editing: null, touched: new Set(), serverErrors: {}, saving: false };
 let pendingDelete = null;
 
-// ---- Cards -------------------------------------------------------------------------------
+// Cards
 
 function cardOf(element) {
   return element.closest("article.card");
@@ -65,9 +66,8 @@ function readCard(card) {
   return {
     id: card.dataset.id,
     type: card.dataset.type,
-    is_active: card.dataset.active === "true",
-    webhook_url: card.dataset.webhookUrl,
-    name: card.querySelector(".card-title").textContent,
+    is_active: card.querySelector(".badge").classList.contains("badge-success"),
+    name: card.querySelector("h3").textContent,
     domain: card.querySelector(".card-domain").textContent,
   };
 }
@@ -77,25 +77,18 @@ function fillCard(card, item) {
   const platform = PLATFORMS[item.type];
   card.dataset.id = item.id;
   card.dataset.type = item.type;
-  card.dataset.active = String(item.is_active);
-  card.dataset.webhookUrl = item.webhook_url;
-  const heading = card.querySelector(".card-title");
-  heading.id = `store-${item.id}`;
-  heading.textContent = item.name;
-  card.setAttribute("aria-labelledby", heading.id);
+  card.querySelector("h3").textContent = item.name;
   card.querySelector(".card-domain").textContent = item.domain;
-  const mark = card.querySelector(".mark");
-  mark.setAttribute("aria-label", platform.label);
-  mark.querySelector("use").setAttribute("href", `#mark-${item.type}`);
-  card.querySelector(".platform-name").textContent = platform.label;
+  card.querySelector(".mark use").setAttribute("href", `#mark-${item.type}`);
+  card.querySelector(".platform span").textContent = platform.label;
   const badge = card.querySelector(".badge");
   badge.textContent = item.is_active ? "Active" : "Inactive";
   badge.classList.toggle("badge-success", item.is_active);
   badge.classList.toggle("badge-neutral", !item.is_active);
-  const owner = card.querySelector(".card-owner-email");
+  const owner = card.querySelector(".card-owner span");
   if (owner) owner.textContent = item.owner_email;
-  for (const hidden of card.querySelectorAll(".card-actions .sr-only")) {
-    hidden.textContent = ` ${item.name}`;
+  for (const button of card.querySelectorAll(".card-actions button")) {
+    button.setAttribute("aria-label", `${button.textContent} ${item.name}`);
   }
   return card;
 }
@@ -115,7 +108,7 @@ function firstAddButton() {
   return document.querySelector('[data-action="add"]');
 }
 
-// ---- The store dialog: validation as you type -------------------------------------------
+// The store dialog: validation as you type
 
 function validate() {
   const errors = {};
@@ -178,7 +171,7 @@ for (const [field, input] of Object.entries(fields)) {
   });
 }
 
-// ---- Opening the dialog ---------------------------------------------------------------
+// Opening the dialog
 
 function showForm(editing) {
   state.editing = editing;
@@ -198,7 +191,7 @@ function showForm(editing) {
   domainInput.value = item?.domain ?? "";
   domainInput.placeholder = PLATFORMS[item?.type ?? "shopify"].placeholder;
   activeSwitch.checked = item?.is_active ?? true;
-  $("store-webhook-url").value = item?.webhook_url ?? "";
+  webhookUrl.value = "";
   showAlert(alertBox, "");
   resetCopyButtons(dialog);
   render();
@@ -220,16 +213,25 @@ grid.addEventListener("click", (event) => {
     showForm(card);
     openDialog(dialog, button);
     nameInput.focus();
+    loadWebhookUrl(card);
   } else if (button.dataset.action === "delete") {
     openDelete(card, button);
   }
 });
 
+// The card carries only what it shows; the webhook URL comes from the API when editing.
+async function loadWebhookUrl(card) {
+  const result = await api("GET", `/api/integrations/${card.dataset.id}`);
+  if (state.editing !== card) return;
+  if (result.ok) webhookUrl.value = result.data.webhook_url;
+  else showAlert(alertBox, result.problem);
+}
+
 for (const button of document.querySelectorAll('dialog [data-action="close"]')) {
   button.addEventListener("click", () => closeDialog(button.closest("dialog")));
 }
 
-// ---- Saving ------------------------------------------------------------------------------
+// Saving
 
 function applyRefusal(result) {
   // 409: the domain is taken. 422: the field it names. Anything else: above the form.
@@ -305,7 +307,7 @@ form.addEventListener("submit", async (event) => {
   showSuccess(result.data);
 });
 
-// ---- Deleting ---------------------------------------------------------------------------
+// Deleting
 
 function openDelete(card, opener) {
   pendingDelete = card;
@@ -335,7 +337,7 @@ deleteConfirm.addEventListener("click", async () => {
   toast(`“${name}” was deleted.`);
 });
 
-// ---- More pages -------------------------------------------------------------------------
+// More pages
 
 moreButton?.addEventListener("click", async () => {
   const cursor = moreButton.dataset.cursor;
@@ -359,7 +361,7 @@ dialog.addEventListener("cancel", (event) => {
   if (state.saving) event.preventDefault();
 });
 
-// ---- Wiring ------------------------------------------------------------------------------
+// Wiring
 
 const announce = (message) => {
   $("store-live").textContent = message;

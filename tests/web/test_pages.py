@@ -1,0 +1,169 @@
+"""The pages without a browser: redirects around sign-in, the setup link, static assets,
+and the page weight budget. (Behaviour in the page itself is tested in tests/ui/.)"""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+from astra.web.redirects import HOME, safe_next
+from tests.conftest import Account
+
+
+@pytest.mark.parametrize(
+    ("path", "location"),
+    [
+        ("/settings/integrations", "/login?next=/settings/integrations"),
+        ("/settings/integrations?view=all", "/login?next=/settings/integrations%3Fview%3Dall"),
+    ],
+)
+async def test_signed_out_visitors_are_sent_to_sign_in(
+    anonymous: httpx.AsyncClient, path: str, location: str
+) -> None:
+    response = await anonymous.get(path)
+    assert response.status_code == 303
+    assert response.headers["location"] == location
+
+
+async def test_an_expired_or_forged_session_is_signed_out(anonymous: httpx.AsyncClient) -> None:
+    anonymous.cookies.set("astra_session", "forged")
+    response = await anonymous.get("/settings/integrations")
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("/login?next=")
+
+
+async def test_the_login_page_carries_a_safe_next(anonymous: httpx.AsyncClient) -> None:
+    page = await anonymous.get("/login", params={"next": "/settings/integrations?view=all"})
+    assert page.status_code == 200
+    assert 'data-next="/settings/integrations?view=all"' in page.text
+    hostile = await anonymous.get("/login", params={"next": "https://evil.example/"})
+    assert f'data-next="{HOME}"' in hostile.text
+
+
+async def test_signed_in_visitors_skip_the_login_page(seller: Account) -> None:
+    response = await seller.client.get("/login", params={"next": "/settings/integrations?a=1"})
+    assert response.status_code == 303
+    assert response.headers["location"] == "/settings/integrations?a=1"
+    response = await seller.client.get("/login", params={"next": "//evil.example"})
+    assert response.headers["location"] == HOME
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("/settings/integrations", "/settings/integrations"),
+        ("/settings/integrations?view=all#top", "/settings/integrations?view=all#top"),
+        (None, HOME),
+        ("", HOME),
+        ("settings", HOME),
+        ("//evil.example", HOME),
+        ("///evil.example", HOME),
+        ("/\\evil.example", HOME),
+        ("/\t/evil.example", HOME),
+        ("https://evil.example/", HOME),
+        ("javascript:alert(1)", HOME),
+        ("/" + "a" * 2001, HOME),
+    ],
+)
+def test_only_paths_on_this_site_are_followed(value: str | None, expected: str) -> None:
+    assert safe_next(value) == expected
+
+
+async def test_home_goes_to_the_integrations_page(anonymous: httpx.AsyncClient) -> None:
+    response = await anonymous.get("/")
+    assert response.status_code == 303
+    assert response.headers["location"] == HOME
+
+
+async def test_setup_page_needs_the_printed_link(anonymous: httpx.AsyncClient) -> None:
+    # The test app has no set-up token, so no link works.
+    response = await anonymous.get("/setup", params={"token": "guess"})
+    assert response.status_code == 403
+    assert "This link can't be used" in response.text
+    assert 'id="setup-form"' not in response.text
+
+
+@pytest.mark.parametrize(
+    ("path", "media_type"),
+    [
+        ("/static/astra.css", "text/css"),
+        ("/static/js/integrations.js", "javascript"),
+        ("/static/js/domains.js", "javascript"),
+        ("/static/favicon.svg", "image/svg+xml"),
+    ],
+)
+async def test_static_assets_are_served_by_the_app(
+    anonymous: httpx.AsyncClient, path: str, media_type: str
+) -> None:
+    response = await anonymous.get(path)
+    assert response.status_code == 200
+    assert media_type in response.headers["content-type"]
+    assert response.headers["cache-control"] == "no-cache"
+    assert "etag" in response.headers
+
+
+async def page_with_cards(account: Account, count: int) -> str:
+    for number in range(count):
+        created = await account.client.post(
+            "/api/integrations",
+            json={
+                "name": f"Store number {number:02d} with a realistic name",
+                "type": "woocommerce" if number % 2 else "shopify",
+                "domain": f"store-number-{number:02d}.myshopify.com"
+                if number % 2 == 0
+                else f"shop.store-number-{number:02d}.example.com",
+            },
+        )
+        assert created.status_code == 201, created.text
+    page = await account.client.get("/settings/integrations")
+    assert page.status_code == 200
+    return page.text
+
+
+def linked_assets(html: str) -> list[str]:
+    return re.findall(r'(?:src|href)="(/static/[^"]+)"', html)
+
+
+async def test_everything_the_page_loads_comes_from_the_app(admin: Account) -> None:
+    html = await page_with_cards(admin, 1)
+    assert not re.search(r'(?:src|href|action)="(?:https?:)?//', html)
+    assert set(linked_assets(html)) == {
+        "/static/favicon.svg",
+        "/static/astra.css",
+        "/static/js/integrations.js",
+    }
+
+
+async def test_the_page_with_50_cards_weighs_under_100_kb(admin: Account) -> None:
+    """HTML + CSS + JS, uncompressed, as the issue's budget counts them."""
+    html = await page_with_cards(admin, 50)
+    assert len(re.findall(r'<article class="card" data-id="[0-9a-f-]{36}"', html)) == 50
+    pending = [path for path in linked_assets(html) if path.endswith((".css", ".js"))]
+    loaded: dict[str, int] = {}
+    while pending:
+        path = pending.pop()
+        if path in loaded:
+            continue
+        response = await admin.client.get(path)
+        assert response.status_code == 200
+        loaded[path] = len(response.content)
+        # ES module imports load too.
+        pending += [
+            f"/static/js/{name}" for name in re.findall(r'from "\./([\w-]+\.js)"', response.text)
+        ]
+    assert {"/static/js/ui.js", "/static/js/domains.js"} <= set(loaded)
+    total = len(html.encode()) + sum(loaded.values())
+    assert total < 100 * 1024, f"{total} bytes"
+
+
+async def test_user_text_is_escaped_in_the_html(seller: Account) -> None:
+    name = '<img src=x onerror=alert(1)>"'
+    created = await seller.client.post(
+        "/api/integrations", json={"name": name, "type": "shopify", "domain": "x.myshopify.com"}
+    )
+    assert created.status_code == 201
+    html = (await seller.client.get("/settings/integrations")).text
+    assert "<img src=x" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;&#34;" in html

@@ -32,10 +32,12 @@ from astra.orders.models import Order
 from astra.webhooks.models import DeliveryOutcome, WebhookDelivery
 from astra.webhooks.platforms import (
     PLATFORMS,
+    DeliveryHeaders,
     MalformedDelivery,
     OrderAction,
     OrderFields,
     Payload,
+    PlatformRules,
     parse_payload,
 )
 from astra.webhooks.signatures import verify
@@ -99,32 +101,8 @@ async def receive_order_webhook(
         log.info("webhook ping", extra={"integration_id": str(integration_id)})
         return "ping"
     sent = rules.read_headers(headers)
-    secrets = [s for s in (target.webhook_secret, target.previous_webhook_secret) if s]
-    if sent.signature is None:
-        _refused(integration_id, "unsigned")
-        raise InvalidSignature("The delivery is not signed.")
-    if not verify(secrets, body, sent.signature):
-        _refused(integration_id, "bad-signature")
-        raise InvalidSignature("The signature does not match this integration's webhook secret.")
-    if not rules.source_matches(sent.source, target.domain):
-        _refused(integration_id, "other-store")
-        raise InvalidSignature("The delivery names another store than this integration's.")
-    try:
-        payload = parse_payload(body)
-        topic = rules.topic(sent)
-        action = rules.action(topic, payload.data)
-        order = None if action is OrderAction.ignore else rules.order_fields(payload.data)
-        delivery = Delivery(
-            key=rules.idempotency_key(sent, body),
-            topic=topic,
-            action=action,
-            order=order,
-            payload=payload,
-            body_bytes=len(body),
-        )
-    except MalformedDelivery as exc:
-        _refused(integration_id, "malformed")
-        raise MalformedBody(str(exc)) from None
+    _check_sender(rules, sent, target, body, integration_id)
+    delivery = _prepare(rules, sent, body, integration_id)
     receipt = await _guarded(_record(session, integration_id, target, delivery), integration_id)
     log.info(
         "webhook received",
@@ -133,12 +111,53 @@ async def receive_order_webhook(
             "platform": target.type,
             "topic": delivery.topic,
             "delivery_id": delivery.key,
-            "order_id": order.platform_order_id if order else None,
+            "order_id": delivery.order.platform_order_id if delivery.order else None,
             "bytes": delivery.body_bytes,
             "outcome": receipt,
         },
     )
     return receipt
+
+
+def _check_sender(
+    rules: PlatformRules,
+    sent: DeliveryHeaders,
+    target: Row[Any],
+    body: bytes,
+    integration_id: uuid.UUID,
+) -> None:
+    """401 unless the body is signed with a valid secret and names the integration's store."""
+    if sent.signature is None:
+        _refused(integration_id, "unsigned")
+        raise InvalidSignature("The delivery is not signed.")
+    valid_secrets = [s for s in (target.webhook_secret, target.previous_webhook_secret) if s]
+    if not verify(valid_secrets, body, sent.signature):
+        _refused(integration_id, "bad-signature")
+        raise InvalidSignature("The signature does not match this integration's webhook secret.")
+    if not rules.source_matches(sent.source, target.domain):
+        _refused(integration_id, "other-store")
+        raise InvalidSignature("The delivery names another store than this integration's.")
+
+
+def _prepare(
+    rules: PlatformRules, sent: DeliveryHeaders, body: bytes, integration_id: uuid.UUID
+) -> Delivery:
+    """Parse a verified body into what gets recorded; 400 when it cannot be."""
+    try:
+        payload = parse_payload(body)
+        topic = rules.topic(sent)
+        action = rules.action(topic, payload.data)
+        return Delivery(
+            key=rules.idempotency_key(sent, body),
+            topic=topic,
+            action=action,
+            order=None if action is OrderAction.ignore else rules.order_fields(payload.data),
+            payload=payload,
+            body_bytes=len(body),
+        )
+    except MalformedDelivery as exc:
+        _refused(integration_id, "malformed")
+        raise MalformedBody(str(exc)) from None
 
 
 async def _guarded(work: Awaitable[T], integration_id: uuid.UUID) -> T:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 from astra.errors import InvalidInput
 
@@ -22,6 +22,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         created_at = datetime.fromisoformat(created)
         if created_at.tzinfo is None:
             raise ValueError("naive timestamp")
-        return created_at, uuid.UUID(row_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        # In UTC, an out-of-range moment fails here rather than in the database.
+        return created_at.astimezone(UTC), uuid.UUID(row_id)
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise InvalidInput("This cursor is not valid; start again from the first page.") from None

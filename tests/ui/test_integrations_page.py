@@ -46,7 +46,8 @@ async def test_create_copy_edit_and_delete_a_store(ui: Session, seller_email: st
     # Survives only if nothing below reloads the page.
     await page.evaluate("window.sameDocument = true")
 
-    await add_button(page).click()
+    # The empty state's own call to action; once the card exists, focus goes to the top one.
+    await page.locator("#empty").get_by_role("button", name="Add New Integration").click()
     dialog = store_dialog(page)
     await expect(dialog).to_be_visible()
     await expect(dialog.get_by_label("Store Name")).to_be_focused()
@@ -156,7 +157,7 @@ async def test_save_stays_disabled_until_every_field_is_valid(
     await expect(dialog.get_by_text("Choose a platform to save.")).to_be_visible()
     await platform.select_option("shopify")
     await expect(save).to_be_disabled()
-    await expect(dialog.get_by_text("Fix the store domain to save.")).to_be_visible()
+    await expect(dialog.get_by_text("Fix the domain to save.")).to_be_visible()
 
     # Messages appear under the field while typing, in the API's own words.
     for typed, message in (
@@ -213,7 +214,7 @@ async def test_server_refusals_show_next_to_their_field(
     await expect(domain).to_have_value("https://shop.harborvine.com/")
     await expect(dialog.get_by_label("Store Name")).to_have_value("My Harbor")
     await expect(dialog.get_by_role("button", name="Save Connection")).to_be_disabled()
-    await expect(dialog.get_by_text("Change the store domain to save.")).to_be_visible()
+    await expect(dialog.get_by_text("Change the domain to save.")).to_be_visible()
     await ui.shot("duplicate domain", full_page=False)
 
     await domain.fill("shop.myharbor.com")

@@ -126,9 +126,9 @@ function validate() {
 const REASONS = {
   name: "Add a store name to save.",
   type: "Choose a platform to save.",
-  domain: "Fix the store domain to save.",
+  domain: "Fix the domain to save.",
 };
-const LABELS = { name: "store name", type: "platform", domain: "store domain" };
+const LABELS = { name: "store name", type: "platform", domain: "domain" };
 
 function render() {
   const { errors, domain } = validate();

@@ -93,7 +93,8 @@ export function setBusy(button, busy, busyLabel) {
 }
 
 // Dialogs: showModal() moves focus in and makes Escape close; focus goes back to the
-// control that opened the dialog, or to a fallback when that control is gone.
+// control that opened the dialog, or to a fallback when that control is gone or hidden
+// (the empty state's button, once the first store is added).
 const openers = new WeakMap();
 
 export function openDialog(dialog, opener) {
@@ -109,7 +110,7 @@ export function closeDialog(dialog, focusAfter) {
 export function restoreFocusOnClose(dialog, fallback) {
   dialog.addEventListener("close", () => {
     const opener = openers.get(dialog);
-    const target = opener?.isConnected ? opener : fallback();
+    const target = opener?.isConnected && opener.checkVisibility() ? opener : fallback();
     target?.focus();
   });
 }

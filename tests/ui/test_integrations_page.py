@@ -36,6 +36,14 @@ async def fill_store(dialog: Locator, name: str, platform: str, domain: str) -> 
     await dialog.get_by_label("Store Domain").fill(domain)
 
 
+async def other_seller_owns_harbor_and_vine(ui: Session, other_email: str, *, then: str) -> None:
+    """Another seller connects shop.harborvine.com; then `then` signs in instead."""
+    await ui.sign_in(other_email)
+    await ui.create_store("Harbor & Vine", "woocommerce", "shop.harborvine.com")
+    await ui.context.clear_cookies()
+    await ui.sign_in(then)
+
+
 async def test_create_copy_edit_and_delete_a_store(ui: Session, seller_email: str) -> None:
     page = ui.page
     await ui.sign_in(seller_email)
@@ -194,10 +202,7 @@ async def test_server_refusals_show_next_to_their_field(
     ui: Session, seller_email: str, other_seller_email: str
 ) -> None:
     page = ui.page
-    await ui.sign_in(other_seller_email)
-    await ui.create_store("Harbor & Vine", "woocommerce", "shop.harborvine.com")
-    await ui.context.clear_cookies()
-    await ui.sign_in(seller_email)
+    await other_seller_owns_harbor_and_vine(ui, other_seller_email, then=seller_email)
     await ui.open()
 
     ui.expect_http_error(409)
@@ -238,10 +243,7 @@ async def test_sellers_see_their_own_stores_and_admins_see_all_with_owners(
     ui: Session, seller_email: str, other_seller_email: str, admin_email: str
 ) -> None:
     page = ui.page
-    await ui.sign_in(other_seller_email)
-    await ui.create_store("Harbor & Vine", "woocommerce", "shop.harborvine.com")
-    await ui.context.clear_cookies()
-    await ui.sign_in(seller_email)
+    await other_seller_owns_harbor_and_vine(ui, other_seller_email, then=seller_email)
     await ui.create_store("Northwind Outfitters", "shopify", "northwind.myshopify.com")
     await ui.create_store("Northwind Outlet", "woocommerce", "outlet.northwind.example")
 

@@ -10,9 +10,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from astra.app import create_app
 from astra.logs import JsonFormatter
-from tests.conftest import PASSWORD, Account, TestDatabase, client_for
+from tests.conftest import PASSWORD, Account, TestDatabase, client_for, running
 
 
 @pytest.fixture
@@ -20,8 +19,7 @@ async def app_without_database(test_database: TestDatabase) -> AsyncIterator[Fas
     # Port 1 on loopback: nothing listens, connections are refused at once.
     dead = "postgresql://astra@127.0.0.1:1/astra"
     settings = test_database.settings.model_copy(update={"database_url": dead})
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
+    async with running(settings) as application:
         yield application
 
 

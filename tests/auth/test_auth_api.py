@@ -15,9 +15,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from astra.app import create_app
-from astra.settings import Settings
-from tests.conftest import PASSWORD, Account, TestDatabase, client_for, make_user
+from tests.conftest import PASSWORD, Account, TestDatabase, client_for, make_user, running
 
 COOKIE = "astra_session"
 STORE = {"name": "Corner Shop", "type": "woocommerce", "domain": "corner.example.com"}
@@ -41,13 +39,6 @@ def session_cookie(response: httpx.Response) -> dict[str, str]:
         key, _, value = attribute.partition("=")
         cookie[key.lower()] = value
     return cookie
-
-
-@asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[FastAPI]:
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        yield application
 
 
 async def login(client: httpx.AsyncClient, email: str, password: str = PASSWORD) -> httpx.Response:

@@ -13,15 +13,13 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from astra.app import create_app
-from tests.conftest import PASSWORD, Account, TestDatabase, client_for, make_user
+from tests.conftest import PASSWORD, Account, TestDatabase, client_for, make_user, running
 
 
 @pytest.fixture
 async def single_connection_app(test_database: TestDatabase) -> AsyncIterator[FastAPI]:
     settings = test_database.settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0})
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
+    async with running(settings) as application:
         yield application
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
@@ -16,9 +15,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from astra.app import create_app
-from astra.settings import Settings
-from tests.conftest import PASSWORD, Account, TestDatabase, signed_in
+from tests.conftest import PASSWORD, Account, TestDatabase, running, signed_in
 
 BASE = "/api/integrations"
 STORE = {"name": "Corner Shop", "type": "woocommerce", "domain": "corner.example.com"}
@@ -104,13 +101,6 @@ async def insert_rows(owner_engine: AsyncEngine, user_id: uuid.UUID, count: int)
             ),
             {"user_id": user_id, "count": count},
         )
-
-
-@asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[FastAPI]:
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
-        yield application
 
 
 async def sign_in(client: httpx.AsyncClient, email: str) -> None:

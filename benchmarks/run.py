@@ -8,6 +8,7 @@ this script, so the ratio is what to read on a noisy machine.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import re
@@ -19,14 +20,19 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from astra.db.urls import app_url
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from astra.db.urls import app_url, owner_url
+from astra.pagination import encode_cursor
 from astra.settings import Settings
-from benchmarks import seed
+from benchmarks import seed, webhook_payloads
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
 PROJECT_PORT, RAW_PORT = 8100, 8101
 WORKERS = os.cpu_count() or 2
+DEEP_ROWS = 90_000
 
 
 @dataclass
@@ -44,6 +50,7 @@ class Scenario:
     token_email: str
     script: str | None = None
     raw: bool = True
+    connections: int | None = None
     results: dict[str, list[Figure]] = field(default_factory=dict)
 
 
@@ -56,7 +63,14 @@ def _ms(value: str) -> float:
 
 
 def wrk(
-    port: int, path: str, *, cookie: str, script: str | None, connections: int, seconds: int
+    port: int,
+    path: str,
+    *,
+    cookie: str,
+    script: str | None,
+    connections: int,
+    seconds: int,
+    env: dict[str, str],
 ) -> Figure:
     command = [
         "wrk",
@@ -70,7 +84,7 @@ def wrk(
     ]
     if script:
         command[1:1] = ["-s", str(ROOT / "wrk" / script)]
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    output = subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout
     if "50%" not in output:
         raise RuntimeError(f"wrk printed no latencies:\n{output}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
@@ -127,6 +141,35 @@ def start_servers(settings: Settings, env: dict[str, str]) -> list[subprocess.Po
     return servers
 
 
+async def cursor_at(settings: Settings, rows: int) -> str:
+    """The admin list's cursor after `rows` rows, as a client paging that far would hold."""
+    engine = create_async_engine(owner_url(settings))
+    async with engine.connect() as connection:
+        created_at, row_id = (
+            await connection.execute(
+                text(
+                    "SELECT created_at, id FROM public.integrations "
+                    "ORDER BY created_at DESC, id DESC OFFSET :rows LIMIT 1"
+                ),
+                {"rows": rows - 1},
+            )
+        ).one()
+    await engine.dispose()
+    return encode_cursor(created_at, row_id)
+
+
+def worker_rss_mb(parent_pid: int) -> float:
+    """The largest resident set among the server's worker processes."""
+    children = subprocess.run(
+        ["pgrep", "-P", str(parent_pid)], capture_output=True, text=True
+    ).stdout.split()
+    sizes = []
+    for pid in children:
+        status = Path(f"/proc/{pid}/status").read_text()
+        sizes.append(int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024)  # type: ignore[union-attr]
+    return max(sizes, default=0.0)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=8)
@@ -144,14 +187,34 @@ def main() -> int:
         "  seed timings (s):", {k: round(v, 1) for k, v in seed.seed(settings).items()}, flush=True
     )
 
+    deliveries = RESULTS / "webhooks.tsv"
+    RESULTS.mkdir(exist_ok=True)
+    print("  signed deliveries prepared:", webhook_payloads.write(settings, deliveries), flush=True)
+    env["WEBHOOK_DELIVERIES"] = str(deliveries)
+    deep = f"/api/integrations?cursor={asyncio.run(cursor_at(settings, DEEP_ROWS))}"
     scenarios = [
         Scenario("seller GET /api/integrations (20 stores)", "/api/integrations", seed.SELLER_20),
         Scenario("admin GET /api/integrations, first page", "/api/integrations", seed.ADMIN),
+        Scenario(f"admin GET /api/integrations, {DEEP_ROWS:,} rows deep", deep, seed.ADMIN),
         Scenario(
             "POST /api/integrations",
             "/api/integrations",
-            seed.SELLER_20,
+            seed.POSTING_SELLER,
             script="post_integration.lua",
+        ),
+        Scenario(
+            "signed Shopify deliveries, unique ids",
+            "/api/webhooks/order",
+            seed.SELLER_20,
+            script="webhook.lua",
+            raw=False,
+        ),
+        Scenario(
+            "/settings/integrations, 50 cards (1 connection: server time)",
+            "/settings/integrations",
+            seed.ADMIN,
+            raw=False,
+            connections=1,
         ),
     ]
     servers = start_servers(settings, env)
@@ -166,14 +229,17 @@ def main() -> int:
                         scenario.path,
                         cookie=seed.session_token(scenario.token_email),
                         script=scenario.script,
-                        connections=args.connections,
+                        connections=scenario.connections or args.connections,
                         seconds=args.seconds,
+                        env=env,
                     )
                     scenario.results.setdefault(target, []).append(figure)
+        rss_mb = worker_rss_mb(servers[0].pid)
     finally:
         for server in servers:
             server.terminate()
             server.wait(timeout=30)
+    print(f"\nLargest project worker RSS after the runs: {rss_mb:.0f} MB")
     report(scenarios, args.connections)
     return 0
 

@@ -1,6 +1,5 @@
 -- Each request connects a store no one has connected before.
 local counter = 0
-local thread_id = 0
 local run = os.time()
 local threads = {}
 
@@ -12,6 +11,7 @@ end
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 
+-- thread_id is a global set by setup() in each thread.
 function request()
   counter = counter + 1
   local body = string.format(

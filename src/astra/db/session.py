@@ -31,7 +31,8 @@ class Database:
             url,
             pool_size=pool_size,
             max_overflow=max_overflow,
-            pool_pre_ping=True,
+            # No pre-ping round trip per request: a connection that died with the server
+            # fails its request once (503) and SQLAlchemy then renews the whole pool.
             # Error messages would otherwise quote bound values, secrets included.
             hide_parameters=True,
         )

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
 
 from astra.auth.deps import CurrentUser
 from astra.db.session import DbSession
-from astra.http import error_responses
+from astra.http import FastJSONResponse, error_responses
 from astra.integrations import service
 from astra.integrations.schemas import (
     IntegrationCreate,
@@ -35,70 +35,72 @@ def webhook_base(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
+def to_json(row: IntegrationRow, base: str) -> dict[str, Any]:
+    """The integration's JSON (the IntegrationRead shape), built without a model round."""
+    item = {field: getattr(row, field) for field in IntegrationRow.__slots__}
+    item["webhook_url"] = f"{base}/api/webhooks/order?id={row.id}"
+    return item
+
+
 def to_read(row: IntegrationRow, base: str) -> IntegrationRead:
-    integration = row.integration
-    return IntegrationRead(
-        id=integration.id,
-        user_id=integration.user_id,
-        owner_email=row.owner_email,
-        name=integration.name,
-        type=integration.type,
-        domain=integration.domain,
-        is_active=integration.is_active,
-        created_at=integration.created_at,
-        updated_at=integration.updated_at,
-        webhook_url=f"{base}/api/webhooks/order?id={integration.id}",
-        order_count=row.order_count,
-        last_order_at=row.last_order_at,
-    )
+    return IntegrationRead.model_validate(to_json(row, base))
 
 
-@router.get("", responses=error_responses(401, 422))
+@router.get("", response_model=IntegrationPage, responses=error_responses(401, 422))
 async def list_integrations(
     request: Request,
     session: DbSession,
     user: CurrentUser,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
-) -> IntegrationPage:
+) -> Response:
     page = await service.list_integrations(session, user, limit=limit, cursor=cursor)
     base = webhook_base(request)
-    return IntegrationPage(
-        items=[to_read(row, base) for row in page.rows], next_cursor=page.next_cursor
+    return FastJSONResponse(
+        {"items": [to_json(row, base) for row in page.rows], "next_cursor": page.next_cursor}
     )
 
 
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
+    response_model=IntegrationCreated,
     responses=error_responses(401, 403, 409, 422),
 )
 async def create_integration(
     body: IntegrationCreate, request: Request, session: DbSession, user: CurrentUser
-) -> IntegrationCreated:
+) -> Response:
     row, secret = await service.create_integration(session, user, body)
-    read = to_read(row, webhook_base(request))
-    return IntegrationCreated(**read.model_dump(), webhook_secret=secret)
+    created = to_json(row, webhook_base(request)) | {"webhook_secret": secret}
+    return FastJSONResponse(created, status_code=status.HTTP_201_CREATED)
 
 
-@router.get("/{integration_id}", responses=error_responses(401, 403, 404, 422))
+@router.get(
+    "/{integration_id}",
+    response_model=IntegrationRead,
+    responses=error_responses(401, 403, 404, 422),
+)
 async def get_integration(
     integration_id: uuid.UUID, request: Request, session: DbSession, user: CurrentUser
-) -> IntegrationRead:
+) -> Response:
     row = await service.get_integration(session, user, integration_id)
-    return to_read(row, webhook_base(request))
+    return FastJSONResponse(to_json(row, webhook_base(request)))
 
 
-@router.put("/{integration_id}", responses=error_responses(401, 403, 404, 409, 422))
+@router.put(
+    "/{integration_id}",
+    response_model=IntegrationRead,
+    responses=error_responses(401, 403, 404, 409, 422),
+)
 async def update_integration(
     integration_id: uuid.UUID,
     body: IntegrationUpdate,
     request: Request,
     session: DbSession,
     user: CurrentUser,
-) -> IntegrationRead:
+) -> Response:
     row = await service.update_integration(session, user, integration_id, body)
-    return to_read(row, webhook_base(request))
+    return FastJSONResponse(to_json(row, webhook_base(request)))
 
 
 @router.post("/{integration_id}/secret", responses=error_responses(401, 403, 404, 422))
@@ -112,7 +114,7 @@ async def set_webhook_secret(
     """Rotate the webhook secret, or set the store's own signing key; the replaced secret
     keeps verifying for the grace period (ASTRA_SECRET_GRACE_HOURS)."""
     settings: Settings = request.app.state.settings
-    integration = await service.set_webhook_secret(
+    state = await service.set_webhook_secret(
         session,
         user,
         integration_id,
@@ -120,8 +122,8 @@ async def set_webhook_secret(
         grace=timedelta(hours=settings.secret_grace_hours),
     )
     return WebhookSecretRead(
-        webhook_secret=integration.webhook_secret,
-        previous_secret_expires_at=integration.previous_secret_expires_at,
+        webhook_secret=state.webhook_secret,
+        previous_secret_expires_at=state.previous_secret_expires_at,
     )
 
 

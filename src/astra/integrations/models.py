@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import DateTime, ForeignKey, ForeignKeyConstraint, String, text
+from sqlalchemy import DateTime, ForeignKey, ForeignKeyConstraint, String, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from astra.db.base import Base
@@ -21,7 +21,7 @@ class Integration(Base):
     id: Mapped[uuid.UUID] = mapped_column(
         primary_key=True, server_default=text("gen_random_uuid()")
     )
-    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("users.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(100))
     type: Mapped[str] = mapped_column(String(16))
     domain: Mapped[str] = mapped_column(String(253), unique=True)

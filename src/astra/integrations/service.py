@@ -5,10 +5,23 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Select, func, select, text, true, tuple_
+from sqlalchemy import (
+    Executable,
+    Result,
+    Select,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    true,
+    tuple_,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,10 +37,49 @@ from astra.pagination import decode_cursor, encode_cursor
 EXISTS = text("SELECT public.app_integration_exists(:id)")
 DOMAIN_TAKEN = "This store is already connected."
 
+# What a reader may see of an integration: never the secrets.
+PUBLIC_COLUMNS = (
+    Integration.id,
+    Integration.user_id,
+    Integration.name,
+    Integration.type,
+    Integration.domain,
+    Integration.is_active,
+    Integration.created_at,
+    Integration.updated_at,
+)
+_ORDER_STATS = (
+    select(
+        func.count().label("order_count"),
+        func.max(Order.received_at).label("last_order_at"),
+    )
+    .where(Order.integration_id == Integration.id, Order.deleted_at.is_(None))
+    .lateral("order_stats")
+)
+_VISIBLE = (
+    select(
+        *PUBLIC_COLUMNS,
+        User.email.label("owner_email"),
+        _ORDER_STATS.c.order_count,
+        _ORDER_STATS.c.last_order_at,
+    )
+    .join(User, User.id == Integration.user_id)
+    .join(_ORDER_STATS, true())
+)
+
 
 @dataclass(frozen=True, slots=True)
 class IntegrationRow:
-    integration: Integration
+    """An integration as readers see it: plain values, no ORM state, no secrets."""
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    name: str
+    type: str
+    domain: str
+    is_active: bool
+    created_at: datetime
+    updated_at: datetime
     owner_email: str
     order_count: int = 0
     last_order_at: datetime | None = None
@@ -39,31 +91,22 @@ class IntegrationPage:
     next_cursor: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class SecretState:
+    webhook_secret: str
+    previous_secret_expires_at: datetime | None
+
+
 def new_webhook_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
-def visible_integrations(
-    principal: Principal,
-) -> Select[Integration, str, int, datetime | None]:
+def visible_integrations(principal: Principal) -> Select[Any]:
     """The one place that decides which integrations a principal may see, each with its
-    live orders' count and newest arrival (one index-only lookup per integration)."""
-    stats = (
-        select(
-            func.count().label("order_count"),
-            func.max(Order.received_at).label("last_order_at"),
-        )
-        .where(Order.integration_id == Integration.id, Order.deleted_at.is_(None))
-        .lateral("order_stats")
-    )
-    query = (
-        select(Integration, User.email, stats.c.order_count, stats.c.last_order_at)
-        .join(User, User.id == Integration.user_id)
-        .join(stats, true())
-    )
-    if not principal.is_admin:
-        query = query.where(Integration.user_id == principal.id)
-    return query
+    owner's email and its live orders' count and newest arrival (index-only per row)."""
+    if principal.is_admin:
+        return _VISIBLE
+    return _VISIBLE.where(Integration.user_id == principal.id)
 
 
 async def list_integrations(
@@ -76,65 +119,66 @@ async def list_integrations(
         created_at, row_id = decode_cursor(cursor)
         query = query.where(tuple_(Integration.created_at, Integration.id) < (created_at, row_id))
     result = await session.execute(query.limit(limit + 1))
-    rows = [IntegrationRow(*row) for row in result.all()]
+    rows = [IntegrationRow(**row._mapping) for row in result]
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
-        last = rows[-1].integration
-        next_cursor = encode_cursor(last.created_at, last.id)
+        next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id)
     return IntegrationPage(rows, next_cursor)
 
 
 async def get_integration(
     session: AsyncSession, principal: Principal, integration_id: uuid.UUID
 ) -> IntegrationRow:
-    row = (
-        await session.execute(
-            visible_integrations(principal).where(Integration.id == integration_id)
-        )
-    ).one_or_none()
+    query = visible_integrations(principal).where(Integration.id == integration_id)
+    row = (await session.execute(query)).one_or_none()
     if row is None:
         if (await session.execute(EXISTS, {"id": integration_id})).scalar_one():
             raise Forbidden("This integration belongs to another account.")
         raise NotFound("No integration with this id.")
-    return IntegrationRow(*row)
+    return IntegrationRow(**row._mapping)
 
 
 async def create_integration(
     session: AsyncSession, principal: Principal, data: IntegrationCreate
 ) -> tuple[IntegrationRow, str]:
     secret = new_webhook_secret()
-    integration = Integration(
-        user_id=principal.id,
-        name=data.name,
-        type=data.type,
-        domain=data.domain,
-        webhook_secret=secret,
+    statement = (
+        insert(Integration)
+        .values(
+            user_id=principal.id,
+            name=data.name,
+            type=data.type,
+            domain=data.domain,
+            webhook_secret=secret,
+        )
+        .returning(*PUBLIC_COLUMNS)
     )
-    session.add(integration)
-    await _flush_unique(session)
-    await session.refresh(integration)
-    return IntegrationRow(integration, principal.email), secret
+    row = (await _execute_unique(session, statement)).one()
+    return IntegrationRow(**row._mapping, owner_email=principal.email), secret
 
 
 async def update_integration(
     session: AsyncSession, principal: Principal, integration_id: uuid.UUID, data: IntegrationUpdate
 ) -> IntegrationRow:
-    row = await get_integration(session, principal, integration_id)
-    integration = row.integration
+    current = await get_integration(session, principal, integration_id)
     changes = data.model_dump(exclude_unset=True)
     if "type" in changes or "domain" in changes:
-        platform = changes.get("type", integration.type)
+        platform = changes.get("type", current.type)
         try:
-            changes["domain"] = validate_domain(platform, changes.get("domain", integration.domain))
+            changes["domain"] = validate_domain(platform, changes.get("domain", current.domain))
         except InvalidDomain as exc:
             raise InvalidInput(str(exc), field="domain") from None
-    for field, value in changes.items():
-        setattr(integration, field, value)
-    if changes:
-        await _flush_unique(session)
-        await session.refresh(integration)
-    return row
+    if not changes:
+        return current
+    statement = (
+        update(Integration)
+        .where(Integration.id == integration_id)
+        .values(**changes)
+        .returning(*PUBLIC_COLUMNS)
+    )
+    row = (await _execute_unique(session, statement)).one()
+    return replace(current, **row._mapping)
 
 
 async def set_webhook_secret(
@@ -144,44 +188,55 @@ async def set_webhook_secret(
     *,
     secret: str | None,
     grace: timedelta,
-) -> Integration:
+) -> SecretState:
     """Replace the webhook secret with `secret`, or a new random one when None.
 
     The replaced secret keeps verifying for `grace` (the store may still sign with it for
     a while), measured on the database clock that the webhook lookup also uses. Only one
     previous secret is kept: rotating again within the grace period drops the older one.
+    Setting the secret it already has changes nothing.
     """
-    integration = (await get_integration(session, principal, integration_id)).integration
+    await get_integration(session, principal, integration_id)
     new_secret = secret if secret is not None else new_webhook_secret()
-    if new_secret != integration.webhook_secret:
-        if grace > timedelta(0):
-            integration.previous_webhook_secret = integration.webhook_secret
-            integration.previous_secret_expires_at = func.now() + grace
-        else:
-            integration.previous_webhook_secret = None
-            integration.previous_secret_expires_at = None
-        integration.webhook_secret = new_secret
-        await session.flush()
-        await session.refresh(integration)
-    return integration
+    keep_previous = grace > timedelta(0)
+    changed = (
+        await session.execute(
+            update(Integration)
+            .where(Integration.id == integration_id, Integration.webhook_secret != new_secret)
+            .values(
+                previous_webhook_secret=Integration.webhook_secret if keep_previous else None,
+                previous_secret_expires_at=func.now() + grace if keep_previous else None,
+                webhook_secret=new_secret,
+            )
+            .returning(Integration.webhook_secret, Integration.previous_secret_expires_at)
+        )
+    ).one_or_none()
+    if changed is None:
+        changed = (
+            await session.execute(
+                select(Integration.webhook_secret, Integration.previous_secret_expires_at).where(
+                    Integration.id == integration_id
+                )
+            )
+        ).one()
+    return SecretState(*changed)
 
 
 async def delete_integration(
     session: AsyncSession, principal: Principal, integration_id: uuid.UUID
 ) -> None:
-    row = await get_integration(session, principal, integration_id)
-    await session.delete(row.integration)
-    await session.flush()
+    await get_integration(session, principal, integration_id)
+    await session.execute(delete(Integration).where(Integration.id == integration_id))
 
 
-async def _flush_unique(session: AsyncSession) -> None:
-    """Flush, turning the domain's unique violation into a 409.
+async def _execute_unique(session: AsyncSession, statement: Executable) -> Result[Any]:
+    """Execute, turning the domain's unique violation into a 409.
 
     The unique constraint is the only duplicate check: a SELECT before the INSERT would
     race with a concurrent create of the same store.
     """
     try:
-        await session.flush()
+        return await session.execute(statement)
     except IntegrityError as exc:
         constraint = getattr(exc.orig.__cause__, "constraint_name", None) if exc.orig else None
         if constraint == "integrations_domain_key":

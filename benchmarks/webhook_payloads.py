@@ -1,0 +1,88 @@
+"""Signed Shopify deliveries for the webhook benchmark, written one per line for wrk."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from astra.db.urls import owner_url
+from astra.settings import Settings
+
+
+def shopify_order(order_id: int, shop: str) -> dict[str, object]:
+    """A trimmed but realistic orders/updated payload (about 1.5 KB)."""
+    moment = datetime(2026, 11, 1, tzinfo=UTC) + timedelta(minutes=order_id % 10_000)
+    return {
+        "id": order_id,
+        "admin_graphql_api_id": f"gid://shopify/Order/{order_id}",
+        "name": f"#{order_id % 100_000}",
+        "order_number": order_id % 100_000,
+        "email": "buyer@example.com",
+        "created_at": moment.isoformat(),
+        "updated_at": (moment + timedelta(minutes=5)).isoformat(),
+        "currency": "EUR",
+        "total_price": "129.90",
+        "subtotal_price": "119.90",
+        "total_tax": "10.00",
+        "financial_status": "paid",
+        "fulfillment_status": None,
+        "source_name": "web",
+        "shop": shop,
+        "line_items": [
+            {
+                "id": order_id * 10 + n,
+                "title": f"Product {n}",
+                "quantity": n,
+                "price": "39.95",
+                "sku": f"SKU-{n:04d}",
+                "vendor": "Bench",
+                "taxable": True,
+            }
+            for n in range(1, 4)
+        ],
+        "shipping_address": {
+            "first_name": "Ada",
+            "last_name": "Lovelace",
+            "address1": "1 Example St",
+            "city": "Berlin",
+            "zip": "10115",
+            "country_code": "DE",
+        },
+    }
+
+
+async def _targets(settings: Settings, count: int) -> list[tuple[str, str, str]]:
+    engine = create_async_engine(owner_url(settings))
+    async with engine.connect() as connection:
+        rows = (
+            await connection.execute(
+                text(
+                    "SELECT id::text, domain, webhook_secret FROM public.integrations "
+                    "WHERE type = 'shopify' ORDER BY id LIMIT :count"
+                ),
+                {"count": count},
+            )
+        ).all()
+    await engine.dispose()
+    return [tuple(row) for row in rows]  # type: ignore[misc]
+
+
+def write(settings: Settings, path: Path, *, stores: int = 200, per_store: int = 10) -> int:
+    lines = []
+    for n, (integration_id, domain, secret) in enumerate(asyncio.run(_targets(settings, stores))):
+        for k in range(per_store):
+            body = json.dumps(
+                shopify_order(9_000_000 + n * per_store + k, domain), separators=(",", ":")
+            )
+            digest = hmac.new(secret.encode(), body.encode(), hashlib.sha256).digest()
+            lines.append(f"{integration_id}\t{domain}\t{base64.b64encode(digest).decode()}\t{body}")
+    path.write_text("\n".join(lines) + "\n")
+    return len(lines)

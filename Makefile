@@ -18,9 +18,9 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 
 install-dev: $(VENV)/.installed-dev
 
-$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.lock
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.lock scripts/ensure-system-packages.sh
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.lock
-	@scripts/ensure-system-packages.sh chromium
+	@scripts/ensure-system-packages.sh chromium pgbouncer
 	@touch $@
 
 run: install
@@ -43,6 +43,12 @@ check-both-servers:
 	  echo "Again on PostgreSQL at 127.0.0.1:5432 (API, auth, RLS and webhooks):"; \
 	  DATABASE_URL=$(PG15_URL) $(BIN)/pytest -m "not ui" -q; \
 	else echo "No second PostgreSQL at 127.0.0.1:5432; the embedded run above is the one that counts."; fi
+
+# Benchmarks (BENCHMARKS.md): seeds 100,000 stores and 1,000,000 orders, drives the app and
+# a raw-stack reference with wrk side by side. Uses DATABASE_URL when set, else embedded.
+bench: install-dev
+	@scripts/ensure-system-packages.sh wrk
+	$(BIN)/python -m benchmarks.run
 
 clean:
 	rm -rf $(VENV) .astra .pytest_cache .mypy_cache .ruff_cache

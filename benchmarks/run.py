@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from astra.db.urls import app_url, owner_url
 from astra.pagination import encode_cursor
 from astra.settings import Settings
-from benchmarks import seed, webhook_payloads
+from benchmarks import chart, seed, webhook_payloads
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -170,6 +171,70 @@ def worker_rss_mb(parent_pid: int) -> float:
     return max(sizes, default=0.0)
 
 
+SWEEP_LEVELS = (1, 8, 32, 128)
+
+
+def concurrency_sweep(env: dict[str, str], seconds: int) -> dict[str, dict[int, float]]:
+    """Req/s at each concurrency for the list (project and raw) and the webhook endpoint."""
+    lines = {
+        "seller list, project": (PROJECT_PORT, "/api/integrations", None),
+        "seller list, raw stack": (RAW_PORT, "/api/integrations", None),
+        "webhook deliveries, project": (PROJECT_PORT, "/api/webhooks/order", "webhook.lua"),
+    }
+    series: dict[str, dict[int, float]] = {name: {} for name in lines}
+    for level in SWEEP_LEVELS:
+        for name, (port, path, script) in lines.items():
+            figure = wrk(
+                port,
+                path,
+                cookie=seed.session_token(seed.SELLER_20),
+                script=script,
+                connections=level,
+                seconds=seconds,
+                env=env,
+            )
+            series[name][level] = figure.rps
+    print("\nreq/s by concurrency:", json.dumps(series))
+    return series
+
+
+def time_make_run(env: dict[str, str], runs: int = 3) -> float:
+    """Seconds from `make run` to the first 200, on a data dir a first run initialised."""
+    run_env = env | {"ASTRA_DATA_DIR": str(ROOT.parent / ".astra-bench-run"), "ASTRA_PORT": "8102"}
+    run_env.pop("DATABASE_URL", None)
+    timings = []
+    for attempt in range(runs + 1):
+        started = time.monotonic()
+        server = subprocess.Popen(
+            ["make", "--no-print-directory", "run"],
+            cwd=ROOT.parent,
+            env=run_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            wait_for_200("http://127.0.0.1:8102/login", timeout=120)
+            if attempt:  # the first start initialises the data dir and is not timed
+                timings.append(time.monotonic() - started)
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
+    return statistics.median(timings)
+
+
+def wait_for_200(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"{url} never answered 200")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=8)
@@ -235,11 +300,16 @@ def main() -> int:
                     )
                     scenario.results.setdefault(target, []).append(figure)
         rss_mb = worker_rss_mb(servers[0].pid)
+        sweep = concurrency_sweep(env, args.seconds)
     finally:
         for server in servers:
             server.terminate()
             server.wait(timeout=30)
     print(f"\nLargest project worker RSS after the runs: {rss_mb:.0f} MB")
+    startup = time_make_run(env)
+    print(f"`make run` on an initialised data dir, to the first 200: median {startup:.2f} s")
+    chart.draw(ROOT / "throughput.png", "Throughput against concurrency", sweep)
+    print("Chart: benchmarks/throughput.png")
     report(scenarios, args.connections)
     return 0
 

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from astra.auth.api import router as auth_router
 from astra.auth.deps import SESSION_COOKIE
+from astra.auth.limits import SignInLimits
 from astra.db.session import Database
 from astra.db.urls import app_url
 from astra.http import CrossSiteGuard, install_error_handlers
@@ -45,8 +46,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Connect Shopify and WooCommerce stores to Astra and receive their orders.",
         lifespan=lifespan,
+        # Swagger UI and ReDoc load scripts from a CDN, which the page policy (and working
+        # offline) rules out; /openapi.json serves any OpenAPI viewer.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
+    app.state.sign_in_limits = SignInLimits.from_settings(settings)
     install_error_handlers(app)
     app.include_router(auth_router)
     app.include_router(integrations_router)

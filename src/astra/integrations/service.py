@@ -7,12 +7,13 @@ import secrets
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     Executable,
     Result,
     Select,
+    Table,
     delete,
     func,
     insert,
@@ -34,36 +35,42 @@ from astra.integrations.schemas import IntegrationCreate, IntegrationUpdate
 from astra.orders.models import Order
 from astra.pagination import decode_cursor, encode_cursor
 
+# Core tables, not ORM entities: the queries below return plain rows, and skipping the ORM
+# layer keeps the hot read and write paths lean.
+integrations = cast(Table, Integration.__table__)
+users = cast(Table, User.__table__)
+orders = cast(Table, Order.__table__)
+
 EXISTS = text("SELECT public.app_integration_exists(:id)")
 DOMAIN_TAKEN = "This store is already connected."
 
 # What a reader may see of an integration: never the secrets.
 PUBLIC_COLUMNS = (
-    Integration.id,
-    Integration.user_id,
-    Integration.name,
-    Integration.type,
-    Integration.domain,
-    Integration.is_active,
-    Integration.created_at,
-    Integration.updated_at,
+    integrations.c.id,
+    integrations.c.user_id,
+    integrations.c.name,
+    integrations.c.type,
+    integrations.c.domain,
+    integrations.c.is_active,
+    integrations.c.created_at,
+    integrations.c.updated_at,
 )
 _ORDER_STATS = (
     select(
         func.count().label("order_count"),
-        func.max(Order.received_at).label("last_order_at"),
+        func.max(orders.c.received_at).label("last_order_at"),
     )
-    .where(Order.integration_id == Integration.id, Order.deleted_at.is_(None))
+    .where(orders.c.integration_id == integrations.c.id, orders.c.deleted_at.is_(None))
     .lateral("order_stats")
 )
 _VISIBLE = (
     select(
         *PUBLIC_COLUMNS,
-        User.email.label("owner_email"),
+        users.c.email.label("owner_email"),
         _ORDER_STATS.c.order_count,
         _ORDER_STATS.c.last_order_at,
     )
-    .join(User, User.id == Integration.user_id)
+    .join(User, users.c.id == integrations.c.user_id)
     .join(_ORDER_STATS, true())
 )
 
@@ -106,18 +113,20 @@ def visible_integrations(principal: Principal) -> Select[Any]:
     owner's email and its live orders' count and newest arrival (index-only per row)."""
     if principal.is_admin:
         return _VISIBLE
-    return _VISIBLE.where(Integration.user_id == principal.id)
+    return _VISIBLE.where(integrations.c.user_id == principal.id)
 
 
 async def list_integrations(
     session: AsyncSession, principal: Principal, *, limit: int, cursor: str | None
 ) -> IntegrationPage:
     query = visible_integrations(principal).order_by(
-        Integration.created_at.desc(), Integration.id.desc()
+        integrations.c.created_at.desc(), integrations.c.id.desc()
     )
     if cursor is not None:
         created_at, row_id = decode_cursor(cursor)
-        query = query.where(tuple_(Integration.created_at, Integration.id) < (created_at, row_id))
+        query = query.where(
+            tuple_(integrations.c.created_at, integrations.c.id) < (created_at, row_id)
+        )
     result = await session.execute(query.limit(limit + 1))
     rows = [IntegrationRow(**row._mapping) for row in result]
     next_cursor = None
@@ -130,7 +139,7 @@ async def list_integrations(
 async def get_integration(
     session: AsyncSession, principal: Principal, integration_id: uuid.UUID
 ) -> IntegrationRow:
-    query = visible_integrations(principal).where(Integration.id == integration_id)
+    query = visible_integrations(principal).where(integrations.c.id == integration_id)
     row = (await session.execute(query)).one_or_none()
     if row is None:
         if (await session.execute(EXISTS, {"id": integration_id})).scalar_one():
@@ -144,7 +153,7 @@ async def create_integration(
 ) -> tuple[IntegrationRow, str]:
     secret = new_webhook_secret()
     statement = (
-        insert(Integration)
+        insert(integrations)
         .values(
             user_id=principal.id,
             name=data.name,
@@ -172,8 +181,8 @@ async def update_integration(
     if not changes:
         return current
     statement = (
-        update(Integration)
-        .where(Integration.id == integration_id)
+        update(integrations)
+        .where(integrations.c.id == integration_id)
         .values(**changes)
         .returning(*PUBLIC_COLUMNS)
     )
@@ -201,22 +210,22 @@ async def set_webhook_secret(
     keep_previous = grace > timedelta(0)
     changed = (
         await session.execute(
-            update(Integration)
-            .where(Integration.id == integration_id, Integration.webhook_secret != new_secret)
+            update(integrations)
+            .where(integrations.c.id == integration_id, integrations.c.webhook_secret != new_secret)
             .values(
-                previous_webhook_secret=Integration.webhook_secret if keep_previous else None,
+                previous_webhook_secret=integrations.c.webhook_secret if keep_previous else None,
                 previous_secret_expires_at=func.now() + grace if keep_previous else None,
                 webhook_secret=new_secret,
             )
-            .returning(Integration.webhook_secret, Integration.previous_secret_expires_at)
+            .returning(integrations.c.webhook_secret, integrations.c.previous_secret_expires_at)
         )
     ).one_or_none()
     if changed is None:
         changed = (
             await session.execute(
-                select(Integration.webhook_secret, Integration.previous_secret_expires_at).where(
-                    Integration.id == integration_id
-                )
+                select(
+                    integrations.c.webhook_secret, integrations.c.previous_secret_expires_at
+                ).where(integrations.c.id == integration_id)
             )
         ).one()
     return SecretState(*changed)
@@ -226,7 +235,7 @@ async def delete_integration(
     session: AsyncSession, principal: Principal, integration_id: uuid.UUID
 ) -> None:
     await get_integration(session, principal, integration_id)
-    await session.execute(delete(Integration).where(Integration.id == integration_id))
+    await session.execute(delete(integrations).where(integrations.c.id == integration_id))
 
 
 async def _execute_unique(session: AsyncSession, statement: Executable) -> Result[Any]:

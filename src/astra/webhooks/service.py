@@ -19,16 +19,13 @@ from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import Row, Text, bindparam, cast, func, or_, select, text, update
-from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy import Row, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from astra.auth.principal import Principal
-from astra.db.session import set_acting_user
 from astra.errors import AstraError, NotAuthenticated, NotFound
 from astra.integrations.service import get_integration
-from astra.orders.models import Order
 from astra.webhooks.models import DeliveryOutcome, WebhookDelivery
 from astra.webhooks.platforms import (
     PLATFORMS,
@@ -44,9 +41,65 @@ from astra.webhooks.signatures import verify
 
 log = logging.getLogger(__name__)
 
+# The target, and (same round trip) the transaction acting as its owner. Acting before the
+# signature is checked is harmless: a refused delivery raises, and the rollback takes the
+# setting with it before anything is written.
 TARGET = text(
-    "SELECT user_id, type, domain, is_active, webhook_secret, previous_webhook_secret "
-    "FROM public.app_webhook_target(:id)"
+    """
+    SELECT t.user_id, t.type, t.domain, t.is_active, t.webhook_secret,
+           t.previous_webhook_secret,
+           set_config('request.jwt.claims',
+                      json_build_object('sub', t.user_id, 'role', 'authenticated')::text, true)
+    FROM public.app_webhook_target(:id) AS t
+    """
+)
+
+# Static SQL, compiled once: the webhook path is the hottest in the service.
+RECORD_DELIVERY = text(
+    """
+    INSERT INTO public.webhook_deliveries
+      (integration_id, delivery_id, user_id, topic, platform_order_id, outcome, body_bytes)
+    VALUES (:integration_id, :delivery_id, :user_id, :topic, :platform_order_id, :outcome,
+            :body_bytes)
+    ON CONFLICT (integration_id, delivery_id) DO NOTHING
+    RETURNING delivery_id
+    """
+)
+MARK_DELIVERY_STALE = text(
+    "UPDATE public.webhook_deliveries SET outcome = 'stale' "
+    "WHERE integration_id = :integration_id AND delivery_id = :delivery_id"
+)
+_INSERT_ORDER = """
+    INSERT INTO public.orders AS o
+      (integration_id, user_id, platform, platform_order_id, order_number, total, currency,
+       financial_status, placed_at, source_updated_at, raw, deleted_at)
+    VALUES (:integration_id, :user_id, :platform, :platform_order_id, :order_number, :total,
+            :currency, :financial_status, :placed_at, :source_updated_at, CAST(:raw AS jsonb),
+            {deleted_at})
+    ON CONFLICT (integration_id, platform_order_id) DO UPDATE SET
+"""
+UPSERT_ORDER = text(
+    _INSERT_ORDER.format(deleted_at="NULL")
+    + """
+      order_number = EXCLUDED.order_number, total = EXCLUDED.total,
+      currency = EXCLUDED.currency, financial_status = EXCLUDED.financial_status,
+      placed_at = EXCLUDED.placed_at, source_updated_at = EXCLUDED.source_updated_at,
+      raw = EXCLUDED.raw, updated_at = now(),
+      -- Only a restore brings a deleted order back; a late update of it does not.
+      deleted_at = CASE WHEN :restore THEN NULL ELSE o.deleted_at END
+    -- Ties go to the later arrival: Shopify sends orders/paid and orders/updated for one
+    -- change with the same updated_at.
+    WHERE o.source_updated_at IS NULL OR EXCLUDED.source_updated_at >= o.source_updated_at
+    RETURNING o.id
+    """
+)
+# The delete payload is only the id: keep the last full version, mark it deleted.
+MARK_ORDER_DELETED = text(
+    _INSERT_ORDER.format(deleted_at="now()")
+    + """
+      deleted_at = coalesce(o.deleted_at, now()), updated_at = now()
+    RETURNING o.id
+    """
 )
 NO_INTEGRATION = "No integration with this id."
 
@@ -199,25 +252,20 @@ def _planned_outcome(action: OrderAction, is_active: bool) -> DeliveryOutcome:
 async def _record(
     session: AsyncSession, integration_id: uuid.UUID, target: Row[Any], delivery: Delivery
 ) -> Receipt:
-    await set_acting_user(session, target.user_id)
     outcome = _planned_outcome(delivery.action, target.is_active)
     order = delivery.order
     recorded = (
         await session.execute(
-            insert(WebhookDelivery)
-            .values(
-                integration_id=integration_id,
-                delivery_id=delivery.key,
-                user_id=target.user_id,
-                topic=delivery.topic,
-                platform_order_id=order.platform_order_id if order else None,
-                outcome=outcome,
-                body_bytes=delivery.body_bytes,
-            )
-            .on_conflict_do_nothing(
-                index_elements=[WebhookDelivery.integration_id, WebhookDelivery.delivery_id]
-            )
-            .returning(WebhookDelivery.delivery_id)
+            RECORD_DELIVERY,
+            {
+                "integration_id": integration_id,
+                "delivery_id": delivery.key,
+                "user_id": target.user_id,
+                "topic": delivery.topic,
+                "platform_order_id": order.platform_order_id if order else None,
+                "outcome": outcome.value,
+                "body_bytes": delivery.body_bytes,
+            },
         )
     ).scalar_one_or_none()
     if recorded is None:
@@ -227,12 +275,7 @@ async def _record(
     written = await _write_order(session, integration_id, target, delivery, order)
     if not written and outcome is DeliveryOutcome.stored:
         await session.execute(
-            update(WebhookDelivery)
-            .where(
-                WebhookDelivery.integration_id == integration_id,
-                WebhookDelivery.delivery_id == delivery.key,
-            )
-            .values(outcome=DeliveryOutcome.stale)
+            MARK_DELIVERY_STALE, {"integration_id": integration_id, "delivery_id": delivery.key}
         )
         return DeliveryOutcome.stale.value
     return outcome.value
@@ -246,57 +289,26 @@ async def _write_order(
     order: OrderFields,
 ) -> bool:
     """Insert or update the order; False when the stored version is newer."""
-    statement = insert(Order).values(
-        integration_id=integration_id,
-        user_id=target.user_id,
-        platform=target.type,
-        platform_order_id=order.platform_order_id,
-        order_number=order.order_number,
-        total=order.total,
-        currency=order.currency,
-        financial_status=order.financial_status,
-        placed_at=order.placed_at,
-        source_updated_at=order.source_updated_at,
-        deleted_at=func.now() if delivery.action is OrderAction.delete else None,
-        raw=cast(bindparam("raw", delivery.payload.json_text, type_=Text), JSONB),
-    )
-    conflict = [Order.integration_id, Order.platform_order_id]
-    if delivery.action is OrderAction.delete:
-        # The delete payload is only the id: keep the last full version, mark it deleted.
-        statement = statement.on_conflict_do_update(
-            index_elements=conflict,
-            set_={
-                Order.deleted_at: func.coalesce(Order.deleted_at, func.now()),
-                Order.updated_at: func.now(),
-            },
-        )
+    deleting = delivery.action is OrderAction.delete
+    values = {
+        "integration_id": integration_id,
+        "user_id": target.user_id,
+        "platform": target.type,
+        "platform_order_id": order.platform_order_id,
+        "order_number": order.order_number,
+        "total": order.total,
+        "currency": order.currency,
+        "financial_status": order.financial_status,
+        "placed_at": order.placed_at,
+        "source_updated_at": order.source_updated_at,
+        "raw": delivery.payload.json_text,
+    }
+    if deleting:
+        statement = MARK_ORDER_DELETED
     else:
-        new = statement.excluded
-        changes: dict[Any, Any] = {
-            Order.order_number: new.order_number,
-            Order.total: new.total,
-            Order.currency: new.currency,
-            Order.financial_status: new.financial_status,
-            Order.placed_at: new.placed_at,
-            Order.source_updated_at: new.source_updated_at,
-            Order.raw: new.raw,
-            Order.updated_at: func.now(),
-        }
-        # Only a restore brings a deleted order back; a late update of it does not.
-        if delivery.action is OrderAction.restore:
-            changes[Order.deleted_at] = None
-        statement = statement.on_conflict_do_update(
-            index_elements=conflict,
-            set_=changes,
-            # Ties go to the later arrival: Shopify sends orders/paid and orders/updated
-            # for one change with the same updated_at.
-            where=or_(
-                Order.source_updated_at.is_(None),
-                new.source_updated_at >= Order.source_updated_at,
-            ),
-        )
-    result = await session.execute(statement.returning(Order.id))
-    return result.scalar_one_or_none() is not None
+        statement = UPSERT_ORDER
+        values["restore"] = delivery.action is OrderAction.restore
+    return (await session.execute(statement, values)).scalar_one_or_none() is not None
 
 
 async def list_deliveries(

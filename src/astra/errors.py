@@ -35,3 +35,13 @@ class InvalidInput(AstraError):
     def __init__(self, detail: str, *, field: str | None = None) -> None:
         super().__init__(detail)
         self.field = field
+
+
+class TooManyRequests(AstraError):
+    """Over an abuse limit; the client may try again after `retry_after` seconds."""
+
+    status_code = 429
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after

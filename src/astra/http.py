@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from sqlalchemy import exc as sa_exc
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from astra.errors import AstraError
+from astra.errors import AstraError, TooManyRequests
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +26,7 @@ _DESCRIPTIONS = {
     409: "Conflicts with an existing record",
     413: "Body too large",
     422: "Invalid input",
+    429: "Too many attempts; retry after the Retry-After seconds",
     503: "The database is unavailable; retry after the Retry-After seconds",
 }
 DATABASE_DOWN = "The database is unavailable right now. Try again in a few seconds."
@@ -57,12 +58,21 @@ class ValidationErrorBody(BaseModel):
     detail: list[FieldError]
 
 
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again.",
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+
+
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the error statuses a route can return."""
     return {
         code: {
             "model": ValidationErrorBody if code == 422 else ErrorBody,
             "description": _DESCRIPTIONS[code],
+            **({"headers": _RETRY_AFTER} if code in (429, 503) else {}),
         }
         for code in statuses
     }
@@ -75,7 +85,12 @@ async def _astra_error(request: Request, exc: Exception) -> JSONResponse:
         # Same shape as Pydantic's errors, so a form can show it next to its field.
         body: Any = [{"loc": ["body", field], "msg": exc.detail, "type": "value_error"}]
         return JSONResponse({"detail": body}, status_code=exc.status_code)
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
+    if exc.status_code == 503:
+        # The webhook route's own 503 (the delivery was rolled back) says when to retry,
+        # as the outage handler's does: stores and clients back off instead of hammering.
+        headers = {"Retry-After": RETRY_AFTER_SECONDS}
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -87,11 +102,22 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": errors}, status_code=422)
 
 
+# SQLSTATEs of a server that cannot serve anyone right now: class 08 (connection exception),
+# 57P* (shutting down, crashed, still starting up, ...), 53300 (too many connections).
+_OUTAGE_SQLSTATES = ("08", "57P", "53300")
+
+
 def _is_outage(exc: Exception) -> bool:
     """Connection-level failures: the database is down, restarting or out of connections."""
     if isinstance(exc, sa_exc.DBAPIError):
-        return exc.connection_invalidated or isinstance(
-            exc, (sa_exc.OperationalError, sa_exc.InterfaceError)
+        # A refusal while connecting ("the database system is shutting down", "... is
+        # starting up") comes as a plain DBAPIError that invalidated nothing, there being no
+        # connection yet: only its SQLSTATE tells it from a bug, and it must be a 503.
+        sqlstate = str(getattr(exc.orig, "sqlstate", None) or "")
+        return (
+            exc.connection_invalidated
+            or isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError))
+            or sqlstate.startswith(_OUTAGE_SQLSTATES)
         )
     return isinstance(exc, (OSError, sa_exc.TimeoutError))
 

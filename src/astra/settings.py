@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     secret_grace_hours: int = 24
     webhook_max_body_bytes: int = 5 * 1024 * 1024
     setup_token: str | None = None
+    # Sign-in abuse limits: failed attempts (sign-in or set-up) within a sliding window,
+    # counted per process (see astra.auth.limits).
+    login_window_minutes: int = 15
+    login_max_failures_per_account: int = 10
+    login_max_failures_per_address: int = 50
 
     @property
     def session_ttl(self) -> timedelta:

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request, Response, status
 
 from astra.auth import service
 from astra.auth.deps import SESSION_COOKIE, CurrentUser, session_token
+from astra.auth.limits import SignInLimits
 from astra.auth.principal import Principal
 from astra.auth.schemas import LoginRequest, SetupRequest, UserRead
 from astra.db.session import DbSession
@@ -38,27 +39,41 @@ def _user_read(principal: Principal) -> UserRead:
     return UserRead(id=principal.id, email=principal.email, role=principal.role)
 
 
-@router.post("/login", responses=error_responses(401, 422))
+def _limits(request: Request) -> SignInLimits:
+    limits: SignInLimits = request.app.state.sign_in_limits
+    return limits
+
+
+def _client_address(request: Request) -> str:
+    # Behind a proxy uvicorn's proxy_headers put the forwarded client here.
+    return request.client.host if request.client else "unknown"
+
+
+@router.post("/login", responses=error_responses(401, 422, 429))
 async def login(
     body: LoginRequest, request: Request, response: Response, session: DbSession
 ) -> UserRead:
+    """Failed attempts are limited per email and per client address (HTTP 429 with
+    Retry-After); over a limit the password is not checked."""
     settings: Settings = request.app.state.settings
-    token = await service.login(
-        session, email=body.email, password=body.password, ttl=settings.session_ttl
-    )
+    with _limits(request).attempt(address=_client_address(request), account=body.email):
+        token = await service.login(
+            session, email=body.email, password=body.password, ttl=settings.session_ttl
+        )
     _set_session_cookie(response, settings, token)
     return await _me(session, token)
 
 
 @router.post(
-    "/setup", status_code=status.HTTP_201_CREATED, responses=error_responses(403, 409, 422)
+    "/setup", status_code=status.HTTP_201_CREATED, responses=error_responses(403, 409, 422, 429)
 )
 async def setup(
     body: SetupRequest, request: Request, response: Response, session: DbSession
 ) -> UserRead:
     """Create the first admin account with the one-time link printed by `astra serve`."""
     settings: Settings = request.app.state.settings
-    service.check_setup_token(settings.setup_token, body.token)
+    with _limits(request).attempt(address=_client_address(request)):
+        service.check_setup_token(settings.setup_token, body.token)
     token = await service.create_first_admin(
         session, email=body.email, password=body.password, ttl=settings.session_ttl
     )

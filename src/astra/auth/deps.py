@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyCookie
 
 from astra.auth import service
 from astra.auth.principal import Principal
@@ -12,14 +13,23 @@ from astra.db.session import DbSession
 from astra.errors import NotAuthenticated
 
 SESSION_COOKIE = "astra_session"
+# Declared as a security scheme so the OpenAPI document says which routes need a session.
+session_cookie = APIKeyCookie(
+    name=SESSION_COOKIE,
+    scheme_name="session",
+    auto_error=False,
+    description="The HttpOnly session cookie POST /api/auth/login sets.",
+)
 
 
 def session_token(request: Request) -> str | None:
     return request.cookies.get(SESSION_COOKIE)
 
 
-async def optional_user(request: Request, session: DbSession) -> Principal | None:
-    return await service.authenticate(session, session_token(request))
+async def optional_user(
+    session: DbSession, token: Annotated[str | None, Security(session_cookie)]
+) -> Principal | None:
+    return await service.authenticate(session, token)
 
 
 async def current_user(

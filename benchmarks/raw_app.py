@@ -91,10 +91,11 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     assert pool is not None
     token = _cookie_token(scope["headers"])
     base = "http://127.0.0.1"
+    if token is None:
+        await _send(send, 401, b'{"detail":"Sign in to continue."}')
+        return
     async with pool.acquire() as connection, connection.transaction():
-        user = None
-        if token:
-            user = await connection.fetchrow(AUTHENTICATE, hashlib.sha256(token.encode()).digest())
+        user = await connection.fetchrow(AUTHENTICATE, hashlib.sha256(token.encode()).digest())
         if user is None:
             await _send(send, 401, b'{"detail":"Sign in to continue."}')
             return

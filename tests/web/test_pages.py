@@ -10,6 +10,7 @@ import pytest
 
 from astra.web.redirects import HOME, safe_next
 from tests.conftest import Account
+from tests.webhooks.stores import connect_store, send_order
 
 
 @pytest.mark.parametrize(
@@ -91,7 +92,10 @@ async def test_setup_page_needs_the_printed_link(anonymous: httpx.AsyncClient) -
         ("/static/astra.css", "text/css"),
         ("/static/js/integrations.js", "javascript"),
         ("/static/js/domains.js", "javascript"),
+        ("/static/js/store-tools.js", "javascript"),
         ("/static/favicon.svg", "image/svg+xml"),
+        ("/static/marks/shopify.svg", "image/svg+xml"),
+        ("/static/marks/woocommerce.svg", "image/svg+xml"),
     ],
 )
 async def test_static_assets_are_served_by_the_app(
@@ -137,11 +141,15 @@ async def test_everything_the_page_loads_comes_from_the_app(admin: Account) -> N
 
 
 async def test_the_page_with_50_cards_weighs_under_100_kb(admin: Account) -> None:
-    """HTML + CSS + JS, uncompressed, as the issue's budget counts them."""
+    """HTML + CSS + JS the page loads, uncompressed, as the issue's budget counts them.
+
+    The edit dialog's tools (store-tools.js) load later, the first time a seller opens
+    one: they are not part of loading the page, and are held to a budget of their own."""
     html = await page_with_cards(admin, 50)
     assert len(re.findall(r'<article class="card" data-id="[0-9a-f-]{36}"', html)) == 50
     pending = [path for path in linked_assets(html) if path.endswith((".css", ".js"))]
     loaded: dict[str, int] = {}
+    on_demand: set[str] = set()
     while pending:
         path = pending.pop()
         if path in loaded:
@@ -153,9 +161,18 @@ async def test_the_page_with_50_cards_weighs_under_100_kb(admin: Account) -> Non
         pending += [
             f"/static/js/{name}" for name in re.findall(r'from "\./([\w-]+\.js)"', response.text)
         ]
+        on_demand |= {
+            f"/static/js/{name}"
+            for name in re.findall(r'import\("\./([\w-]+\.js)"\)', response.text)
+        }
     assert {"/static/js/ui.js", "/static/js/domains.js"} <= set(loaded)
     total = len(html.encode()) + sum(loaded.values())
     assert total < 100 * 1024, f"{total} bytes"
+
+    assert on_demand == {"/static/js/store-tools.js"}
+    tools = await admin.client.get("/static/js/store-tools.js")
+    assert re.findall(r'from "\./([\w-]+\.js)"', tools.text) == ["ui.js"]
+    assert len(tools.content) < 8 * 1024
 
 
 async def test_user_text_is_escaped_in_the_html(seller: Account) -> None:
@@ -167,3 +184,43 @@ async def test_user_text_is_escaped_in_the_html(seller: Account) -> None:
     html = (await seller.client.get("/settings/integrations")).text
     assert "<img src=x" not in html
     assert "&lt;img src=x onerror=alert(1)&gt;&#34;" in html
+
+
+def card_html(html: str, name: str) -> str:
+    match = re.search(
+        rf"<article [^>]*>(?:(?!</article>).)*<h3>{name}</h3>.*?</article>", html, re.S
+    )
+    assert match, name
+    return match.group(0)
+
+
+async def test_cards_say_how_many_orders_arrived_and_when(
+    seller: Account, anonymous: httpx.AsyncClient
+) -> None:
+    """Server-rendered; tests/ui checks the same words as the browser writes them."""
+    linen = await connect_store(seller, "shopify", "linen-and-co.myshopify.com")
+    await connect_store(seller, "woocommerce", "cups.example.com")
+    for order_id in (1, 2):
+        assert (await send_order(anonymous, linen, order_id)).status_code == 200
+
+    html = (await seller.client.get("/settings/integrations")).text
+    linen_card = card_html(html, "linen-and-co.myshopify.com store")
+    assert re.search(
+        r'<p class="card-orders">2 orders · last '
+        r'<time datetime="\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ">seconds ago</time></p>',
+        linen_card,
+    )
+    assert "Paused" not in linen_card
+    cups_card = card_html(html, "cups.example.com store")
+    assert '<p class="card-orders">Waiting for first order</p>' in cups_card
+
+    # Paused: still received and kept, and the card says so.
+    paused = await seller.client.put(f"/api/integrations/{linen.id}", json={"is_active": False})
+    assert paused.status_code == 200
+    held = await send_order(anonymous, linen, 3)
+    assert held.json()["outcome"] == "held"
+    html = (await seller.client.get("/settings/integrations")).text
+    assert re.search(
+        r'<p class="card-orders"><b>Paused — orders are kept</b>3 orders · last <time ',
+        card_html(html, "linen-and-co.myshopify.com store"),
+    )

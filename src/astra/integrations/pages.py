@@ -11,6 +11,7 @@ from astra.auth.deps import OptionalUser
 from astra.db.session import DbSession
 from astra.integrations import service
 from astra.integrations.api import to_read, webhook_base
+from astra.settings import Settings
 from astra.web.redirects import login_redirect
 from astra.web.templating import page_templates, render
 
@@ -29,9 +30,11 @@ async def integrations_page(
         return login_redirect(request)
     page = await service.list_integrations(session, user, limit=PAGE_SIZE, cursor=None)
     base = webhook_base(request)
+    settings: Settings = request.app.state.settings
     context = {
         "user": user,
         "integrations": [to_read(row, base) for row in page.rows],
         "next_cursor": page.next_cursor,
+        "grace_hours": settings.secret_grace_hours,
     }
     return render(templates, request, "integrations.html", context)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,22 @@ BASE_TEMPLATES = Path(__file__).parent / "templates"
 PRIVATE = {"Cache-Control": "no-store"}
 
 
+def ago(moment: datetime, now: datetime | None = None) -> str:
+    """How long ago `moment` was, in the words ago() in static/js/ui.js uses."""
+    minutes = ((now or datetime.now(UTC)) - moment) // timedelta(minutes=1)
+    if minutes < 1:
+        return "seconds ago"
+    if minutes < 60:
+        return f"{minutes} min ago"
+    hours = minutes // 60
+    return f"{hours} h ago" if hours < 24 else f"{hours // 24} d ago"
+
+
+def iso_time(moment: datetime) -> str:
+    """To the second, in UTC: the shortest `datetime` attribute the browser reads exactly."""
+    return f"{moment.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
+
+
 def page_templates(*directories: Path) -> Jinja2Templates:
     """Templates from `directories`, then the base ones (layout, macros, platform marks)."""
     env = Environment(
@@ -29,6 +46,8 @@ def page_templates(*directories: Path) -> Jinja2Templates:
         auto_reload=False,
     )
     env.globals["static"] = lambda path: f"{STATIC_PATH}/{path}"
+    env.globals["ago"] = ago
+    env.globals["iso_time"] = iso_time
     return Jinja2Templates(env=env)
 
 

@@ -1,12 +1,15 @@
-// /settings/integrations: the add/edit dialog, the success state, delete, "show more".
-// Everything goes through the same JSON API as any other client.
+// /settings/integrations: the add/edit dialog, the success state, delete, "show more"; the
+// edit dialog's tools are in store-tools.js. Everything goes through the same JSON API as
+// any other client.
 
 import { validateDomain, validateStoreName } from "./domains.js";
 import {
   api,
   closeDialog,
+  el,
   initCopyButtons,
   initHeader,
+  OFFLINE,
   openDialog,
   resetCopyButtons,
   restoreFocusOnClose,
@@ -14,6 +17,8 @@ import {
   setFieldError,
   setHelp,
   showAlert,
+  showPanel,
+  timeAgo,
   toast,
 } from "./ui.js";
 
@@ -44,6 +49,7 @@ const saveButton = $("store-save");
 const saveReason = $("store-save-reason");
 const editOnly = form.querySelector(".edit-only");
 const webhookUrl = $("store-webhook-url");
+const storeOrders = $("store-orders");
 
 const deleteDialog = $("delete-dialog");
 const deleteAlert = $("delete-alert");
@@ -56,6 +62,14 @@ const state = { editing: null, touched: new Set(), serverErrors: {}, saving: fal
 let pendingDelete = null;
 
 // Cards
+
+/** "12 orders · last 3 min ago", as the card template's orders() macro writes it. */
+function ordersSummary(item) {
+  const count = item.order_count;
+  if (!count) return ["Waiting for first order"];
+  const when = timeAgo(el("time", ""), item.last_order_at);
+  return [`${count.toLocaleString("en")} order${count === 1 ? "" : "s"} · last `, when];
+}
 
 function cardOf(element) {
   return element.closest("article.card");
@@ -79,12 +93,13 @@ function fillCard(card, item) {
   card.dataset.type = item.type;
   card.querySelector("h3").textContent = item.name;
   card.querySelector(".card-domain").textContent = item.domain;
-  card.querySelector(".mark use").setAttribute("href", `#mark-${item.type}`);
-  card.querySelector(".platform span").textContent = platform.label;
+  card.querySelector(".platform").textContent = platform.label;
   const badge = card.querySelector(".badge");
   badge.textContent = item.is_active ? "Active" : "Inactive";
   badge.classList.toggle("badge-success", item.is_active);
   badge.classList.toggle("badge-neutral", !item.is_active);
+  const paused = item.is_active ? [] : [el("b", "", "Paused — orders are kept")];
+  card.querySelector(".card-orders").replaceChildren(...paused, ...ordersSummary(item));
   const owner = card.querySelector(".card-owner span");
   if (owner) owner.textContent = item.owner_email;
   for (const button of card.querySelectorAll(".card-actions button")) {
@@ -179,9 +194,7 @@ function showForm(editing) {
   state.serverErrors = {};
   state.saving = false;
   const item = editing ? readCard(editing) : null;
-  form.hidden = false;
-  success.hidden = true;
-  dialog.setAttribute("aria-labelledby", "store-title");
+  showPanel(form);
   title.textContent = item ? "Edit Store" : "Connect a New Store";
   form.querySelector(".dialog-desc").hidden = Boolean(item);
   saveButton.textContent = item ? "Save Changes" : "Save Connection";
@@ -192,6 +205,11 @@ function showForm(editing) {
   domainInput.placeholder = PLATFORMS[item?.type ?? "shopify"].placeholder;
   activeSwitch.checked = item?.is_active ?? true;
   webhookUrl.value = "";
+  storeOrders.textContent = "";
+  // Shopify signs with its own key; a secret Astra makes up only works for WooCommerce.
+  for (const tool of editOnly.querySelectorAll("[data-platform]")) {
+    tool.hidden = tool.dataset.platform !== item?.type;
+  }
   showAlert(alertBox, "");
   resetCopyButtons(dialog);
   render();
@@ -213,18 +231,24 @@ grid.addEventListener("click", (event) => {
     showForm(card);
     openDialog(dialog, button);
     nameInput.focus();
-    loadWebhookUrl(card);
+    loadStore(card);
   } else if (button.dataset.action === "delete") {
     openDelete(card, button);
   }
 });
 
-// The card carries only what it shows; the webhook URL comes from the API when editing.
-async function loadWebhookUrl(card) {
+// The card carries only what it shows; the webhook URL comes from the API when editing,
+// with fresh order figures for the dialog and the card.
+async function loadStore(card) {
   const result = await api("GET", `/api/integrations/${card.dataset.id}`);
   if (state.editing !== card) return;
-  if (result.ok) webhookUrl.value = result.data.webhook_url;
-  else showAlert(alertBox, result.problem);
+  if (!result.ok) {
+    showAlert(alertBox, result.problem);
+    return;
+  }
+  webhookUrl.value = result.data.webhook_url;
+  storeOrders.replaceChildren(...ordersSummary(result.data));
+  fillCard(card, result.data);
 }
 
 for (const button of document.querySelectorAll('dialog [data-action="close"]')) {
@@ -254,9 +278,7 @@ function applyRefusal(result) {
 
 function showSuccess(created) {
   const platform = PLATFORMS[created.type];
-  form.hidden = true;
-  success.hidden = false;
-  dialog.setAttribute("aria-labelledby", "success-title");
+  showPanel(success);
   $("success-desc").textContent =
     `“${created.name}” is connected. Add this webhook in your ${platform.label} admin ` +
     "so Astra receives the store's orders.";
@@ -305,6 +327,18 @@ form.addEventListener("submit", async (event) => {
   grid.prepend(newCard(result.data));
   syncEmptyState();
   showSuccess(result.data);
+});
+
+// The edit form's tools (deliveries, a new secret, Shopify's signing key) load on first use.
+editOnly.addEventListener("click", async (event) => {
+  const button = event.target.closest("[data-action]");
+  if (!button) return;
+  try {
+    const { openTool } = await import("./store-tools.js");
+    openTool(button, state.editing);
+  } catch {
+    showAlert(alertBox, OFFLINE);
+  }
 });
 
 // Deleting
@@ -370,3 +404,10 @@ initCopyButtons(dialog, announce);
 restoreFocusOnClose(dialog, firstAddButton);
 restoreFocusOnClose(deleteDialog, firstAddButton);
 initHeader();
+
+// "3 min ago" stays true while the page is open.
+const tick = () => {
+  for (const time of document.querySelectorAll("time")) timeAgo(time);
+};
+tick();
+setInterval(tick, 30000);

@@ -1,7 +1,7 @@
 // Small helpers every page shares: the JSON API, form fields, dialogs, toasts, copying.
 // User text only ever reaches the page through textContent, value and setAttribute.
 
-const OFFLINE = "Couldn't reach Astra. Check your connection and try again.";
+export const OFFLINE = "Couldn't reach Astra. Check your connection and try again.";
 const SERVER_FAULT = "Something went wrong on our side. Try again in a moment.";
 
 export function loginUrl() {
@@ -113,6 +113,42 @@ export function restoreFocusOnClose(dialog, fallback) {
     const target = opener?.isConnected && opener.checkVisibility() ? opener : fallback();
     target?.focus();
   });
+}
+
+export function el(tag, className, ...children) {
+  const node = document.createElement(tag);
+  node.className = className;
+  node.append(...children);
+  return node;
+}
+
+/** Show one of a dialog's panels, hide the others, and name the dialog after its title. */
+export function showPanel(panel, focus) {
+  const dialog = panel.closest("dialog");
+  for (const each of dialog.querySelectorAll(".dialog-panel")) each.hidden = each !== panel;
+  dialog.setAttribute("aria-labelledby", panel.querySelector("h2").id);
+  focus?.focus();
+}
+
+/** "seconds ago", "3 min ago", "2 h ago", "5 d ago": as ago() in web/templating.py says it. */
+export function ago(date, now = Date.now()) {
+  const minutes = Math.floor((now - date) / 60000);
+  if (minutes < 1) return "seconds ago";
+  if (minutes < 60) return `${minutes} min ago`;
+  const hours = Math.floor(minutes / 60);
+  return hours < 24 ? `${hours} h ago` : `${Math.floor(hours / 24)} d ago`;
+}
+
+export const exactTime = (date) =>
+  date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+
+/** Make `time` say how long ago `iso` was, with the exact local time as its title. */
+export function timeAgo(time, iso = time.dateTime) {
+  const date = new Date(iso);
+  time.dateTime = iso;
+  time.textContent = ago(date);
+  time.title = exactTime(date);
+  return time;
 }
 
 export function toast(message) {

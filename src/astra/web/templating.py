@@ -36,7 +36,7 @@ def iso_time(moment: datetime) -> str:
 
 
 def page_templates(*directories: Path) -> Jinja2Templates:
-    """Templates from `directories`, then the base ones (layout, macros, platform marks)."""
+    """Templates from `directories`, then the base ones (layout, macros, icons)."""
     env = Environment(
         loader=FileSystemLoader([*directories, BASE_TEMPLATES]),
         autoescape=True,

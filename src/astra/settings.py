@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     encryption_key_value: str | None = Field(default=None, validation_alias="ASTRA_ENCRYPTION_KEY")
     db_pool_size: int = 10
     db_max_overflow: int = 10
+    # Set: the runtime role connects through this transaction-pooling pooler (pgbouncer)
+    # instead of DATABASE_URL's server, with no named prepared statements.
+    db_pooler_url: str | None = None
 
     session_ttl_hours: int = 24 * 14
     secret_grace_hours: int = 24

@@ -27,10 +27,16 @@ SET_CLAIMS = text("SELECT set_config('request.jwt.claims', :claims, true)")
 
 class Database:
     def __init__(self, url: URL, *, pool_size: int = 10, max_overflow: int = 10) -> None:
+        connect_args: dict[str, int] = {}
+        if url.query.get("prepared_statement_cache_size") == "0":
+            # Behind a transaction pooler (see `app_url`): asyncpg's own cache off as well,
+            # so every statement is unnamed and parsed in the transaction that runs it.
+            connect_args["statement_cache_size"] = 0
         self.engine: AsyncEngine = create_async_engine(
             url,
             pool_size=pool_size,
             max_overflow=max_overflow,
+            connect_args=connect_args,
             # No pre-ping round trip per request: a connection that died with the server
             # fails its request once (503) and SQLAlchemy then renews the whole pool.
             # Error messages would otherwise quote bound values, secrets included.

@@ -20,5 +20,20 @@ def owner_url(settings: Settings) -> URL:
 
 
 def app_url(settings: Settings) -> URL:
-    """The same database as the owner URL, signed in as the runtime role."""
-    return owner_url(settings).set(username=APP_ROLE, password=settings.resolved_app_db_password)
+    """The same database as the owner URL, signed in as the runtime role.
+
+    With ASTRA_DB_POOLER_URL, the runtime role goes through that pooler instead. A pooler in
+    transaction mode hands each transaction to any server connection, so a statement named
+    in one may not exist in the next: `prepared_statement_cache_size=0` turns named
+    statements off (the engine reads it; see `Database`). Migrations still use the owner URL.
+    """
+    if settings.db_pooler_url is None:
+        return owner_url(settings).set(
+            username=APP_ROLE, password=settings.resolved_app_db_password
+        )
+    pooler = make_url(settings.db_pooler_url)
+    return pooler.set(
+        drivername="postgresql+asyncpg",
+        username=pooler.username or APP_ROLE,
+        password=pooler.password or settings.resolved_app_db_password,
+    ).update_query_dict({"prepared_statement_cache_size": "0"})

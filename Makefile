@@ -50,5 +50,9 @@ bench: install-dev
 	@scripts/ensure-system-packages.sh wrk
 	$(BIN)/python -m benchmarks.run
 
+# Five minutes of mixed load on a two-worker server (SOAK_ARGS="--seconds 60" for less).
+soak: install-dev
+	$(BIN)/python -m benchmarks.soak $(SOAK_ARGS)
+
 clean:
 	rm -rf $(VENV) .astra .pytest_cache .mypy_cache .ruff_cache

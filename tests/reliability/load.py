@@ -30,6 +30,7 @@ from tests.reliability.harness import (
     AppServer,
     describe,
     existing_integration_ids,
+    new_client,
     signed_delivery,
     stored_delivery_ids,
 )
@@ -72,7 +73,7 @@ class Tally:
     slowest_ms: dict[str, float] = field(default_factory=dict)
     latencies_ms: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in KINDS})
     timeline: list[tuple[float, str, str]] = field(default_factory=list)
-    errors: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list)
     # Delivery id -> outcome; integrations whose create answered 201 and that no delete
     # was sent for (each must exist afterwards).
     deliveries: dict[str, str] = field(default_factory=dict)
@@ -88,8 +89,8 @@ class Tally:
             self.latencies_ms[kind].append(took_ms)
         if self.keep_timeline:
             self.timeline.append((finished, kind, outcome))
-        if outcome == ERROR and len(self.errors) < 50:
-            self.errors.append({"kind": kind, **detail})
+        if outcome in (ERROR, CONNECTION) and len(self.failures) < 50:
+            self.failures.append({"kind": kind, "outcome": outcome, **detail})
 
     def total(self, outcome: str | None = None) -> int:
         return sum(n for (_, o), n in self.counts.items() if outcome in (None, o))
@@ -104,7 +105,7 @@ async def _send(
     try:
         response = await request
     except httpx.TransportError as exc:
-        tally.record(kind, CONNECTION, started, {"exception": type(exc).__name__})
+        tally.record(kind, CONNECTION, started, {"exception": f"{type(exc).__name__}: {exc}"})
         return CONNECTION, None
     outcome = classify(kind, response)
     tally.record(kind, outcome, started, describe(response))
@@ -254,7 +255,7 @@ async def run_load(
     stop = asyncio.Event()
     sampler = asyncio.create_task(sample_every_second(server.worker_pids(), engine, samples, stop))
     deadline = time.monotonic() + seconds
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=30.0) as stores_client:
+    async with new_client(server.base_url) as stores_client:
         await asyncio.gather(
             *(
                 virtual_user(

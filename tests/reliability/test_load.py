@@ -58,7 +58,7 @@ async def test_mixed_load_has_no_errors_no_memory_growth_and_no_connection_leaks
 
     tally = run.tally
     assert tally.total(ERROR) == tally.total(UNAVAILABLE) == tally.total(CONNECTION) == 0, (
-        tally.errors[:5]
+        tally.failures[:5]
     )
     assert tally.total() > 20 * SECONDS, "too little traffic to prove anything"
     growth = run.rss_growth_mb(WARMUP_SECONDS)

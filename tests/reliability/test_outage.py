@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -18,6 +17,7 @@ from tests.reliability.harness import (
     EmbeddedPostgres,
     accounts_with_stores,
     existing_integration_ids,
+    new_client,
     own_database_only,
     serving,
     stored_delivery_ids,
@@ -54,7 +54,7 @@ async def test_a_database_outage_is_503s_then_recovery_and_no_2xx_delivery_is_lo
         done = asyncio.Event()
         # A ceiling only: `done` ends the traffic AFTER_SECONDS after PostgreSQL is back.
         deadline = time.monotonic() + 60
-        async with httpx.AsyncClient(base_url=server.base_url, timeout=30.0) as stores_client:
+        async with new_client(server.base_url) as stores_client:
             traffic = asyncio.gather(
                 *(
                     virtual_user(
@@ -110,7 +110,7 @@ async def test_a_database_outage_is_503s_then_recovery_and_no_2xx_delivery_is_lo
     )
 
     # Every answer was a success or a clear, retryable 503: no 500, no traceback, no HTML.
-    assert tally.total(ERROR) == 0, tally.errors[:5]
+    assert tally.total(ERROR) == 0, tally.failures[:5]
     assert "Exception in ASGI application" not in log
     # The outage really happened under traffic, and traffic went on after it.
     assert failed_during, "no request met the outage"

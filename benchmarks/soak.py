@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from astra.settings import Settings
 from tests.reliability.harness import EmbeddedPostgres, accounts_with_stores, serving
 from tests.reliability.load import (
     CONNECTION,
@@ -33,8 +34,10 @@ from tests.reliability.load import (
     wait_until_idle,
 )
 
-# The app's defaults (settings.py): what production runs with.
-POOL, OVERFLOW = 10, 10
+# The app's own defaults, what production runs with (set explicitly, so a stray
+# ASTRA_DB_* in the environment cannot make the report's limit wrong).
+POOL = Settings.model_fields["db_pool_size"].default
+OVERFLOW = Settings.model_fields["db_max_overflow"].default
 RSS_GROWTH_LIMIT_MB = 20.0
 
 

@@ -230,10 +230,13 @@ class LoadRun:
     def deliveries_ok(self) -> set[str]:
         return {d for d, outcome in self.tally.deliveries.items() if outcome == OK}
 
-    def rss_growth_mb(self, warmup: float) -> dict[int, float]:
-        """Per worker: the last sample's RSS minus the first one after `warmup` seconds."""
-        warm = next(s for s in self.samples if s.elapsed >= warmup)
-        return {pid: self.samples[-1].rss_mb[pid] - warm.rss_mb[pid] for pid in warm.rss_mb}
+    def sample_at(self, elapsed: float) -> Sample:
+        return next(s for s in self.samples if s.elapsed >= elapsed)
+
+    def rss_growth_mb(self, since: float) -> dict[int, float]:
+        """Per worker: the last sample's RSS minus the first one `since` seconds in."""
+        base = self.sample_at(since)
+        return {pid: self.samples[-1].rss_mb[pid] - base.rss_mb[pid] for pid in base.rss_mb}
 
     def max_connections(self) -> int:
         return max(sample.connection_count for sample in self.samples)
@@ -323,18 +326,25 @@ def summary(run: LoadRun, *, warmup: float) -> str:
         f"| all | {tally.total()} | {tally.total(OK)} | {tally.total(UNAVAILABLE)} "
         f"| {tally.total(CONNECTION)} | {tally.total(ERROR)} | | |"
     )
-    warm = next(s for s in run.samples if s.elapsed >= warmup)
+    # Growth over the second half too: a leak keeps its pace, a warming cache levels off.
+    halfway = (warmup + run.samples[-1].elapsed) / 2
+    warm, since_warm, since_half = (
+        run.sample_at(warmup),
+        run.rss_growth_mb(warmup),
+        run.rss_growth_mb(halfway),
+    )
     lines += [
         "",
-        f"| worker | RSS at start MB | after {warmup:.0f} s warm-up | last | max | growth after warm-up |",
-        "|---|---:|---:|---:|---:|---:|",
+        f"| worker | RSS MB at start | after {warmup:.0f} s warm-up | last | max "
+        f"| growth after warm-up | growth in the last {run.samples[-1].elapsed - halfway:.0f} s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for worker, pid in enumerate(run.samples[0].rss_mb, start=1):
-        first, last = run.samples[0].rss_mb[pid], run.samples[-1].rss_mb[pid]
         peak = max(s.rss_mb[pid] for s in run.samples)
         lines.append(
-            f"| {worker} | {first:.1f} | {warm.rss_mb[pid]:.1f} | {last:.1f} | {peak:.1f} "
-            f"| {last - warm.rss_mb[pid]:+.1f} |"
+            f"| {worker} | {run.samples[0].rss_mb[pid]:.1f} | {warm.rss_mb[pid]:.1f} "
+            f"| {run.samples[-1].rss_mb[pid]:.1f} | {peak:.1f} | {since_warm[pid]:+.1f} "
+            f"| {since_half[pid]:+.1f} |"
         )
     ok_deliveries = len(run.deliveries_ok)
     lines += [

@@ -99,14 +99,17 @@ async def test_a_database_outage_is_503s_then_recovery_and_no_2xx_delivery_is_lo
         (t - ready, k, o) for t, k, o in timeline if o != OK and t > ready + RECOVERY_SECONDS
     ]
     ok_after = [t for t, _, o in timeline if o == OK and t > ready]
+    first_ok_ms = (min(ok_after, default=float("inf")) - ready) * 1000
+    delivered = {d for d, outcome in tally.deliveries.items() if outcome == OK}
+    # The figures RELIABILITY.md quotes (pytest -s shows them).
     print(
         f"\n{mode} stop, {OUTAGE_SECONDS:.0f} s down: {tally.total()} requests, "
         f"{tally.total(OK)} ok, {tally.total(UNAVAILABLE)} 503, {tally.total(CONNECTION)} "
         f"connection errors, {tally.total(ERROR)} other; slowest 503 "
-        f"{tally.slowest_ms.get(UNAVAILABLE, 0):.0f} ms; first success "
-        f"{(min(ok_after) - ready) * 1000:.0f} ms after PostgreSQL was ready; "
-        f"deliveries {len(tally.deliveries)}, 2xx {sum(o == OK for o in tally.deliveries.values())}, "
-        f"stored {len(stored & set(tally.deliveries))}"
+        f"{tally.slowest_ms.get(UNAVAILABLE, 0):.0f} ms; first success {first_ok_ms:.0f} ms "
+        f"after PostgreSQL was ready; deliveries {len(tally.deliveries)}: {len(delivered)} "
+        f"answered 2xx, {len(delivered & stored)} of those stored; "
+        f"{len((set(tally.deliveries) - delivered) & stored)} stored although not answered 2xx"
     )
 
     # Every answer was a success or a clear, retryable 503: no 500, no traceback, no HTML.
@@ -115,13 +118,12 @@ async def test_a_database_outage_is_503s_then_recovery_and_no_2xx_delivery_is_lo
     # The outage really happened under traffic, and traffic went on after it.
     assert failed_during, "no request met the outage"
     assert not late_failures, late_failures[:10]
-    assert ok_after and min(ok_after) - ready < RECOVERY_SECONDS
-    assert sum(1 for _ in ok_after) > 20
+    assert first_ok_ms < RECOVERY_SECONDS * 1000
+    assert len(ok_after) > 20
 
     # Every delivery answered 2xx is stored; every one not stored was told so (5xx or a
     # dropped connection), so the store sends it again.
     assert tally.deliveries
-    delivered = {d for d, outcome in tally.deliveries.items() if outcome == OK}
     assert delivered <= stored
     for delivery_id, outcome in tally.deliveries.items():
         if delivery_id not in stored:

@@ -37,11 +37,12 @@ test: lint typecheck
 	$(BIN)/pytest
 	@$(MAKE) --no-print-directory check-both-servers
 
-# The suite must hold on the embedded server (above) and on a plain PostgreSQL.
+# The suite must hold on the embedded server (above) and on a plain PostgreSQL. The outage
+# and load tests start and stop their own embedded server, so they run once, above.
 check-both-servers:
 	@if [ -z "$$DATABASE_URL" ] && pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then \
-	  echo "Again on PostgreSQL at 127.0.0.1:5432 (API, auth, RLS and webhooks):"; \
-	  DATABASE_URL=$(PG15_URL) $(BIN)/pytest -m "not ui" -q; \
+	  echo "Again on PostgreSQL at 127.0.0.1:5432 (all but the browser and outage tests):"; \
+	  DATABASE_URL=$(PG15_URL) $(BIN)/pytest -m "not ui and not reliability" -q; \
 	else echo "No second PostgreSQL at 127.0.0.1:5432; the embedded run above is the one that counts."; fi
 
 # Benchmarks (BENCHMARKS.md): seeds 100,000 stores and 1,000,000 orders, drives the app and

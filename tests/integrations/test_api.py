@@ -34,7 +34,7 @@ CONTRACT_KEYS = {
     "owner_email",
 }
 # Order statistics other work adds; any other key is a leak until the contract names it.
-OPTIONAL_KEYS = {"order_count", "last_order_at"}
+OPTIONAL_KEYS = {"order_count", "last_order_at", "has_admin_access_token"}
 SECRET_KEYS = {"webhook_secret", "admin_access_token"}
 NOT_SIGNED_IN = {"detail": "Sign in to continue."}
 NOT_YOURS = {"detail": "This integration belongs to another account."}
@@ -499,7 +499,7 @@ async def test_create_lists_every_missing_field(seller: Account) -> None:
 @pytest.mark.usefixtures("unchanged")
 @pytest.mark.parametrize(
     "field",
-    ["user_id", "id", "webhook_secret", "admin_access_token", "owner_email", "created_at"],
+    ["user_id", "id", "webhook_secret", "owner_email", "created_at", "has_admin_access_token"],
 )
 async def test_create_rejects_unknown_fields(seller: Account, field: str) -> None:
     # Above all, nobody chooses the owner or the secret.
@@ -742,7 +742,7 @@ async def test_admin_access_token_never_leaves_the_server(
     ]
     for response in responses:
         assert response.status_code == 200
-        for secret in (token, owned["webhook_secret"], "admin_access_token", "webhook_secret"):
+        for secret in (token, owned["webhook_secret"], '"admin_access_token"', '"webhook_secret"'):
             assert secret not in response.text
 
 
@@ -971,13 +971,20 @@ async def test_openapi_schemas_match_the_contract(anonymous: httpx.AsyncClient) 
     assert read >= CONTRACT_KEYS
     assert read - CONTRACT_KEYS <= OPTIONAL_KEYS
     assert set(schemas["IntegrationCreated"]["properties"]) == read | {"webhook_secret"}
-    assert set(schemas["IntegrationCreate"]["properties"]) == {"name", "type", "domain"}
+    # The admin access token is write-only: it may be sent, never read back.
+    assert set(schemas["IntegrationCreate"]["properties"]) == {
+        "name",
+        "type",
+        "domain",
+        "admin_access_token",
+    }
     assert set(schemas["IntegrationCreate"]["required"]) == {"name", "type", "domain"}
     assert set(schemas["IntegrationUpdate"]["properties"]) == {
         "name",
         "type",
         "domain",
         "is_active",
+        "admin_access_token",
     }
     assert "required" not in schemas["IntegrationUpdate"]
     assert set(schemas["IntegrationPage"]["properties"]) == {"items", "next_cursor"}

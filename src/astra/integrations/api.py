@@ -70,7 +70,10 @@ async def list_integrations(
 async def create_integration(
     body: IntegrationCreate, request: Request, session: DbSession, user: CurrentUser
 ) -> Response:
-    row, secret = await service.create_integration(session, user, body)
+    settings: Settings = request.app.state.settings
+    row, secret = await service.create_integration(
+        session, user, body, encryption_key=settings.encryption_key
+    )
     created = to_json(row, webhook_base(request)) | {"webhook_secret": secret}
     return FastJSONResponse(created, status_code=status.HTTP_201_CREATED)
 
@@ -99,7 +102,10 @@ async def update_integration(
     session: DbSession,
     user: CurrentUser,
 ) -> Response:
-    row = await service.update_integration(session, user, integration_id, body)
+    settings: Settings = request.app.state.settings
+    row = await service.update_integration(
+        session, user, integration_id, body, encryption_key=settings.encryption_key
+    )
     return FastJSONResponse(to_json(row, webhook_base(request)))
 
 

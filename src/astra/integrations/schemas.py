@@ -23,6 +23,16 @@ StoreName = Annotated[
     StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[^\x00]*$"),
 ]
 RawDomain = Annotated[str, Field(min_length=1, max_length=2048)]
+# The store's Admin API access token: write-only, stored encrypted, never in a response.
+AdminAccessToken = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=500, pattern=r"^[^\x00]*$"),
+    Field(
+        description="The store's Admin API access token. Write-only: stored encrypted "
+        "and never returned (see has_admin_access_token).",
+        json_schema_extra={"writeOnly": True},
+    ),
+]
 
 
 def _checked_domain(value: str, info: ValidationInfo) -> str:
@@ -42,6 +52,7 @@ class IntegrationCreate(BaseModel):
     name: StoreName
     type: Platform
     domain: RawDomain
+    admin_access_token: AdminAccessToken | None = None
 
     _domain = field_validator("domain")(_checked_domain)
 
@@ -55,8 +66,9 @@ class IntegrationUpdate(BaseModel):
     type: Platform | None = None
     domain: RawDomain | None = None
     is_active: bool | None = None
+    admin_access_token: AdminAccessToken | None = None
 
-    @field_validator("name", "type", "domain", "is_active", mode="before")
+    @field_validator("name", "type", "domain", "is_active", "admin_access_token", mode="before")
     @classmethod
     def _not_null(cls, value: object) -> object:
         if value is None:
@@ -78,6 +90,9 @@ class IntegrationRead(BaseModel):
     order_count: int = Field(default=0, description="Orders received and not deleted.")
     last_order_at: datetime | None = Field(
         default=None, description="When the newest of those orders first arrived."
+    )
+    has_admin_access_token: bool = Field(
+        default=False, description="Whether an Admin API access token is stored."
     )
 
 

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from astra.auth.models import User
 from astra.auth.principal import Principal
+from astra.crypto import encrypt
 from astra.errors import Conflict, Forbidden, InvalidInput, NotFound
 from astra.integrations.domains import InvalidDomain, validate_domain
 from astra.integrations.models import Integration
@@ -54,6 +55,8 @@ PUBLIC_COLUMNS = (
     integrations.c.is_active,
     integrations.c.created_at,
     integrations.c.updated_at,
+    # Whether the (encrypted) admin access token is set; the token itself never leaves.
+    integrations.c.admin_access_token.is_not(None).label("has_admin_access_token"),
 )
 _ORDER_STATS = (
     select(
@@ -90,6 +93,7 @@ class IntegrationRow:
     owner_email: str
     order_count: int = 0
     last_order_at: datetime | None = None
+    has_admin_access_token: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,9 +153,10 @@ async def get_integration(
 
 
 async def create_integration(
-    session: AsyncSession, principal: Principal, data: IntegrationCreate
+    session: AsyncSession, principal: Principal, data: IntegrationCreate, *, encryption_key: bytes
 ) -> tuple[IntegrationRow, str]:
     secret = new_webhook_secret()
+    token = data.admin_access_token
     statement = (
         insert(integrations)
         .values(
@@ -160,6 +165,7 @@ async def create_integration(
             type=data.type,
             domain=data.domain,
             webhook_secret=secret,
+            admin_access_token=encrypt(encryption_key, token) if token is not None else None,
         )
         .returning(*PUBLIC_COLUMNS)
     )
@@ -168,10 +174,17 @@ async def create_integration(
 
 
 async def update_integration(
-    session: AsyncSession, principal: Principal, integration_id: uuid.UUID, data: IntegrationUpdate
+    session: AsyncSession,
+    principal: Principal,
+    integration_id: uuid.UUID,
+    data: IntegrationUpdate,
+    *,
+    encryption_key: bytes,
 ) -> IntegrationRow:
     current = await get_integration(session, principal, integration_id)
     changes = data.model_dump(exclude_unset=True)
+    if "admin_access_token" in changes:
+        changes["admin_access_token"] = encrypt(encryption_key, changes["admin_access_token"])
     if "type" in changes or "domain" in changes:
         platform = changes.get("type", current.type)
         try:

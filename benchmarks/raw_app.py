@@ -122,7 +122,10 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             )
             await _send(send, 200, body)
             return
-        data = orjson.loads(await _read_body(receive))
+        body = await _read_body(receive)
+        if not body:  # the client went away mid-request (wrk stopping)
+            return
+        data = orjson.loads(body)
         secret = secrets.token_urlsafe(32)
         try:
             row = await connection.fetchrow(

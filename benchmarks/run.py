@@ -13,6 +13,7 @@ import json
 import os
 import re
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -107,7 +108,16 @@ def wait_until_up(port: int, timeout: float = 60.0) -> None:
     raise RuntimeError(f"nothing answered on port {port}")
 
 
+def ensure_free(port: int) -> None:
+    """A server left on the port would be measured instead of the one started here."""
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            raise SystemExit(f"Port {port} is taken by another server; stop it and run again.")
+
+
 def start_servers(settings: Settings, env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
+    for port in (PROJECT_PORT, RAW_PORT):
+        ensure_free(port)
     astra = [
         sys.executable,
         "-m",
@@ -200,6 +210,7 @@ def concurrency_sweep(env: dict[str, str], seconds: int) -> dict[str, dict[int, 
 def time_make_run(env: dict[str, str], runs: int = 3) -> float:
     """Seconds from `make run` to the first 200, on a data dir a first run initialised."""
     run_env = env | {"ASTRA_DATA_DIR": str(ROOT.parent / ".astra-bench-run"), "ASTRA_PORT": "8102"}
+    ensure_free(8102)
     run_env.pop("DATABASE_URL", None)
     timings = []
     for attempt in range(runs + 1):

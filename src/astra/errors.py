@@ -28,13 +28,15 @@ class Conflict(AstraError):
 
 
 class InvalidInput(AstraError):
-    """A value that passed parsing but breaks a rule only the service can check."""
+    """A value that passed parsing but breaks a rule only the service can check; `field`
+    and `location` ("body", "query") name it, as Pydantic's errors do."""
 
     status_code = 422
 
-    def __init__(self, detail: str, *, field: str | None = None) -> None:
+    def __init__(self, detail: str, *, field: str, location: str = "body") -> None:
         super().__init__(detail)
         self.field = field
+        self.location = location
 
 
 class TooManyRequests(AstraError):

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from sqlalchemy import exc as sa_exc
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from astra.errors import AstraError, TooManyRequests
+from astra.errors import AstraError, InvalidInput, TooManyRequests
 
 logger = logging.getLogger(__name__)
 
@@ -80,10 +80,11 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 async def _astra_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AstraError)
-    field = getattr(exc, "field", None)
-    if field is not None:
-        # Same shape as Pydantic's errors, so a form can show it next to its field.
-        body: Any = [{"loc": ["body", field], "msg": exc.detail, "type": "value_error"}]
+    if isinstance(exc, InvalidInput):
+        # Same shape as Pydantic's errors (one shape for every 422), so a form can show it
+        # next to its field.
+        loc = [exc.location, exc.field]
+        body: Any = [{"loc": loc, "msg": exc.detail, "type": "value_error"}]
         return JSONResponse({"detail": body}, status_code=exc.status_code)
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
     if exc.status_code == 503:

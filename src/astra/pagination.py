@@ -25,4 +25,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         # In UTC, an out-of-range moment fails here rather than in the database.
         return created_at.astimezone(UTC), uuid.UUID(row_id)
     except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
-        raise InvalidInput("This cursor is not valid; start again from the first page.") from None
+        raise InvalidInput(
+            "This cursor is not valid; start again from the first page.",
+            field="cursor",
+            location="query",
+        ) from None

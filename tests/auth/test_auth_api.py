@@ -473,10 +473,10 @@ async def test_setup_rejects_malformed_input(
 @pytest.mark.parametrize(
     ("path", "method", "statuses"),
     [
-        ("/api/auth/login", "post", {"200", "401", "422", "429"}),
+        ("/api/auth/login", "post", {"200", "400", "401", "422", "429"}),
         ("/api/auth/logout", "post", {"204", "401"}),
         ("/api/auth/me", "get", {"200", "401"}),
-        ("/api/auth/setup", "post", {"201", "403", "409", "422", "429"}),
+        ("/api/auth/setup", "post", {"201", "400", "403", "409", "422", "429"}),
     ],
 )
 async def test_openapi_lists_the_auth_statuses(

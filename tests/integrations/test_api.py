@@ -901,7 +901,13 @@ async def test_bad_cursor_is_422(seller: Account, owned: dict[str, Any], cursor:
     response = await seller.client.get(BASE, params={"cursor": cursor})
     assert response.status_code == 422
     assert response.json() == {
-        "detail": "This cursor is not valid; start again from the first page."
+        "detail": [
+            {
+                "loc": ["query", "cursor"],
+                "msg": "This cursor is not valid; start again from the first page.",
+                "type": "value_error",
+            }
+        ]
     }
 
 
@@ -931,14 +937,14 @@ def _ref(operation: dict[str, Any], status: str) -> str:
     ("path", "method", "success", "model", "errors"),
     [
         (BASE, "get", "200", "IntegrationPage", {"401", "422"}),
-        (BASE, "post", "201", "IntegrationCreated", {"401", "403", "409", "422"}),
+        (BASE, "post", "201", "IntegrationCreated", {"400", "401", "403", "409", "422"}),
         (BASE + "/{integration_id}", "get", "200", "IntegrationRead", {"401", "403", "404", "422"}),
         (
             BASE + "/{integration_id}",
             "put",
             "200",
             "IntegrationRead",
-            {"401", "403", "404", "409", "422"},
+            {"400", "401", "403", "404", "409", "422"},
         ),
         (BASE + "/{integration_id}", "delete", "204", None, {"401", "403", "404", "422"}),
     ],

@@ -49,7 +49,7 @@ def _client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-@router.post("/login", responses=error_responses(401, 422, 429))
+@router.post("/login", responses=error_responses(400, 401, 422, 429))
 async def login(
     body: LoginRequest, request: Request, response: Response, session: DbSession
 ) -> UserRead:
@@ -65,7 +65,9 @@ async def login(
 
 
 @router.post(
-    "/setup", status_code=status.HTTP_201_CREATED, responses=error_responses(403, 409, 422, 429)
+    "/setup",
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(400, 403, 409, 422, 429),
 )
 async def setup(
     body: SetupRequest, request: Request, response: Response, session: DbSession

@@ -65,7 +65,7 @@ async def list_integrations(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=IntegrationCreated,
-    responses=error_responses(401, 403, 409, 422),
+    responses=error_responses(400, 401, 403, 409, 422),
 )
 async def create_integration(
     body: IntegrationCreate, request: Request, session: DbSession, user: CurrentUser
@@ -93,7 +93,7 @@ async def get_integration(
 @router.put(
     "/{integration_id}",
     response_model=IntegrationRead,
-    responses=error_responses(401, 403, 404, 409, 422),
+    responses=error_responses(400, 401, 403, 404, 409, 422),
 )
 async def update_integration(
     integration_id: uuid.UUID,
@@ -109,7 +109,7 @@ async def update_integration(
     return FastJSONResponse(to_json(row, webhook_base(request)))
 
 
-@router.post("/{integration_id}/secret", responses=error_responses(401, 403, 404, 422))
+@router.post("/{integration_id}/secret", responses=error_responses(400, 401, 403, 404, 422))
 async def set_webhook_secret(
     integration_id: uuid.UUID,
     request: Request,

@@ -35,6 +35,17 @@ def _record_with_request_id(*args: Any, **kwargs: Any) -> logging.LogRecord:
 logging.setLogRecordFactory(_record_with_request_id)
 
 
+class _WithoutResultRows(logging.Filter):
+    """SQLAlchemy at DEBUG logs every result row, secrets included (the engine's
+    hide_parameters covers only bound parameters): statements still log, rows never."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != "Row %r"
+
+
+logging.getLogger("sqlalchemy.engine.Engine").addFilter(_WithoutResultRows())
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {

@@ -11,7 +11,7 @@ reproducible: a fixed number of examples per operation, derandomized.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -56,6 +56,8 @@ FUZZ_SETTINGS = settings(
 )
 
 
+# Query parameters that name an integration, per operation.
+QUERY_IDS = {"/api/orders": "integration_id", "/api/webhooks/order": "id"}
 STORE_NAME = st.from_regex(r"\A[a-z][a-z0-9]{2,20}\Z")
 STORE_SUFFIX = {"shopify": ".myshopify.com", "woocommerce": ".example.com"}
 
@@ -72,7 +74,7 @@ class World:
     # Integrations the caller may delete.
     disposable: list[str]
     # Integrations of another seller: never a 2xx for this caller.
-    foreign: list[str] = field(default_factory=list)
+    foreign: list[str]
 
 
 @pytest.fixture(autouse=True)
@@ -133,12 +135,24 @@ async def shops(seller: Account, other_seller: Account) -> dict[str, list[str]]:
     }
 
 
+async def world_of(
+    app: FastAPI, account: Account, *, kept: list[str], disposable: list[str], foreign: list[str]
+) -> World:
+    return World(
+        email=account.email,
+        session=session_of(account),
+        spare_sessions=await spare_sessions(app, account, SPARE_SESSIONS),
+        kept=kept,
+        disposable=disposable,
+        foreign=foreign,
+    )
+
+
 @pytest.fixture
 async def seller_world(app: FastAPI, seller: Account, shops: dict[str, list[str]]) -> World:
-    return World(
-        email=seller.email,
-        session=session_of(seller),
-        spare_sessions=await spare_sessions(app, seller, SPARE_SESSIONS),
+    return await world_of(
+        app,
+        seller,
         kept=shops["kept"],
         disposable=shops["seller_disposable"],
         foreign=shops["foreign"],
@@ -147,13 +161,19 @@ async def seller_world(app: FastAPI, seller: Account, shops: dict[str, list[str]
 
 @pytest.fixture
 async def admin_world(app: FastAPI, admin: Account, shops: dict[str, list[str]]) -> World:
-    return World(
-        email=admin.email,
-        session=session_of(admin),
-        spare_sessions=await spare_sessions(app, admin, SPARE_SESSIONS),
+    # Admins may use every store: nothing is foreign to them.
+    return await world_of(
+        app,
+        admin,
         kept=shops["kept"] + shops["foreign"],
         disposable=shops["seller_disposable"] + shops["other_disposable"],
+        foreign=[],
     )
+
+
+def or_with(generated: dict[str, Any], key: str, values: st.SearchStrategy[str]) -> Any:
+    """The generated value as it is, or with `key` set to one of `values`."""
+    return st.one_of(st.just(generated), values.map(lambda value: {**generated, key: value}))
 
 
 def fuzz_schema(app: FastAPI, world: World) -> Any:
@@ -176,32 +196,20 @@ def fuzz_schema(app: FastAPI, world: World) -> Any:
         return [*(world.disposable if method == "DELETE" else world.kept), *world.foreign]
 
     @schema.hook
-    def flatmap_path_parameters(
-        context: HookContext, path_parameters: dict[str, Any]
-    ) -> st.SearchStrategy[dict[str, Any]]:
-        if not isinstance(path_parameters, dict) or "integration_id" not in path_parameters:
-            return st.just(path_parameters)
+    def flatmap_path_parameters(context: HookContext, path: Any) -> st.SearchStrategy[Any]:
+        if not isinstance(path, dict) or "integration_id" not in path:
+            return st.just(path)
         assert context.operation is not None
-        known = st.sampled_from(ids_for(context.operation.method.upper()))
-        return st.one_of(
-            st.just(path_parameters),
-            known.map(lambda value: {**path_parameters, "integration_id": value}),
-        )
+        ids = st.sampled_from(ids_for(context.operation.method.upper()))
+        return or_with(path, "integration_id", ids)
 
     @schema.hook
-    def flatmap_query(context: HookContext, query: dict[str, Any]) -> st.SearchStrategy[Any]:
-        if not isinstance(query, dict):
-            return st.just(query)
+    def flatmap_query(context: HookContext, query: Any) -> st.SearchStrategy[Any]:
         assert context.operation is not None
-        if "integration_id" in query or context.operation.path == "/api/orders":
-            known = st.sampled_from(world.kept + world.foreign)
-            return st.one_of(
-                st.just(query), known.map(lambda value: {**query, "integration_id": value})
-            )
-        if "id" in query and context.operation.path == "/api/webhooks/order":
-            known = st.sampled_from(world.kept + world.foreign)
-            return st.one_of(st.just(query), known.map(lambda value: {**query, "id": value}))
-        return st.just(query)
+        key = QUERY_IDS.get(context.operation.path)
+        if key is None or not isinstance(query, dict):
+            return st.just(query)
+        return or_with(query, key, st.sampled_from(world.kept + world.foreign))
 
     @schema.hook
     def flatmap_body(context: HookContext, body: Any) -> st.SearchStrategy[Any]:
@@ -211,14 +219,10 @@ def fuzz_schema(app: FastAPI, world: World) -> Any:
         if not isinstance(body, dict):
             return st.just(body)
         if context.operation.path == "/api/auth/login":
-            real = {"email": world.email, "password": PASSWORD}
-            return st.one_of(st.just(body), st.just(real))
-        platform = body.get("type", "shopify")
-        if context.operation.path.startswith("/api/integrations") and "domain" in body:
-            if platform not in STORE_SUFFIX:
-                return st.just(body)
-            domains = STORE_NAME.map(lambda name: f"{name}{STORE_SUFFIX[platform]}")
-            return st.one_of(st.just(body), domains.map(lambda domain: {**body, "domain": domain}))
+            return st.one_of(st.just(body), st.just({"email": world.email, "password": PASSWORD}))
+        suffix = STORE_SUFFIX.get(body.get("type", "shopify"))
+        if context.operation.path.startswith("/api/integrations") and suffix and "domain" in body:
+            return or_with(body, "domain", STORE_NAME.map(lambda name: name + suffix))
         return st.just(body)
 
     return schema

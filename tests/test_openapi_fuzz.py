@@ -10,6 +10,7 @@ reproducible: a fixed number of examples per operation, derandomized.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -245,9 +246,27 @@ def aimed_at(case: Case, ids: list[str]) -> bool:
     return any(str(value) in ids for value in values if value is not None)
 
 
+# Responses per (operation, status), and statuses of a seller's requests aimed at another
+# seller's store, printed at the end of the module (`-s`).
+ANSWERED: Counter[tuple[str, int]] = Counter()
+FOREIGN: Counter[int] = Counter()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report() -> Iterator[None]:
+    yield
+    if ANSWERED:
+        print(f"\nfuzzed: {ANSWERED.total()} requests (besides the auth probes)")
+        for (label, status), count in sorted(ANSWERED.items()):
+            print(f"  {count:5}  {status}  {label}")
+        print(f"aimed at another seller's store: {dict(sorted(FOREIGN.items()))}")
+
+
 def exercise(case: Case, world: World) -> None:
     response = case.call_and_validate(checks=CHECKS)
+    ANSWERED[case.operation.label, response.status_code] += 1
     if aimed_at(case, world.foreign):
+        FOREIGN[response.status_code] += 1
         assert not 200 <= response.status_code < 300, (
             f"{case.operation.label} reached another seller's integration: "
             f"{response.status_code} {response.text[:200]}"

@@ -318,5 +318,9 @@ async def test_unknown_and_known_emails_fail_in_the_same_time(
                     times.append(time.perf_counter() - started)
                     assert response.status_code == 401
 
-    ratio = statistics.median(known) / statistics.median(unknown)
-    assert 0.67 < ratio < 1.5, (statistics.median(known), statistics.median(unknown))
+    known_ms, unknown_ms = statistics.median(known) * 1000, statistics.median(unknown) * 1000
+    ratio = known_ms / unknown_ms
+    print(
+        f"\nfailed sign-in, median of 12: known email {known_ms:.0f} ms, unknown {unknown_ms:.0f} ms"
+    )
+    assert 0.67 < ratio < 1.5, (known_ms, unknown_ms)

@@ -1,13 +1,17 @@
-"""Opaque keyset cursors over (created_at, id), newest first."""
+"""Opaque keyset cursors over (timestamp, id), newest first."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from astra.errors import InvalidInput
+
+T = TypeVar("T")
 
 
 def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
@@ -30,3 +34,14 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
             field="cursor",
             location="query",
         ) from None
+
+
+def split_page(
+    rows: list[T], limit: int, key: Callable[[T], tuple[datetime, uuid.UUID]]
+) -> tuple[list[T], str | None]:
+    """`rows` were fetched with LIMIT limit + 1: one more than a page says another follows,
+    and the page's last row is where it starts."""
+    if len(rows) <= limit:
+        return rows, None
+    page = rows[:limit]
+    return page, encode_cursor(*key(page[-1]))

@@ -1,4 +1,4 @@
-"""Who is acting, and the permission predicates everything else asks."""
+"""Who is acting: the signed-in user and their role."""
 
 from __future__ import annotations
 
@@ -17,8 +17,3 @@ class Principal:
     @property
     def is_admin(self) -> bool:
         return self.role == Role.admin
-
-
-def can_manage(principal: Principal, owner_id: uuid.UUID) -> bool:
-    """Owners manage their own records; admins manage everyone's."""
-    return principal.is_admin or principal.id == owner_id

@@ -7,9 +7,10 @@ import secrets
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 from sqlalchemy import (
+    ColumnElement,
     Executable,
     Result,
     Select,
@@ -34,7 +35,7 @@ from astra.integrations.domains import InvalidDomain, validate_domain
 from astra.integrations.models import Integration
 from astra.integrations.schemas import IntegrationCreate, IntegrationUpdate
 from astra.orders.models import Order
-from astra.pagination import decode_cursor, encode_cursor
+from astra.pagination import decode_cursor, split_page
 
 # Core tables, not ORM entities: the queries below return plain rows, and skipping the ORM
 # layer keeps the hot read and write paths lean.
@@ -112,12 +113,16 @@ def new_webhook_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
+def _visible_to(principal: Principal) -> list[ColumnElement[bool]]:
+    """The one place that decides which integrations a principal may see: admins all,
+    sellers their own."""
+    return [] if principal.is_admin else [integrations.c.user_id == principal.id]
+
+
 def visible_integrations(principal: Principal) -> Select[Any]:
-    """The one place that decides which integrations a principal may see, each with its
-    owner's email and its live orders' count and newest arrival (index-only per row)."""
-    if principal.is_admin:
-        return _VISIBLE
-    return _VISIBLE.where(integrations.c.user_id == principal.id)
+    """What the principal may see, each with its owner's email and its live orders' count
+    and newest arrival (index-only per row)."""
+    return _VISIBLE.where(*_visible_to(principal))
 
 
 async def list_integrations(
@@ -133,11 +138,7 @@ async def list_integrations(
         )
     result = await session.execute(query.limit(limit + 1))
     rows = [IntegrationRow(**row._mapping) for row in result]
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id)
-    return IntegrationPage(rows, next_cursor)
+    return IntegrationPage(*split_page(rows, limit, lambda row: (row.created_at, row.id)))
 
 
 async def get_integration(
@@ -146,10 +147,26 @@ async def get_integration(
     query = visible_integrations(principal).where(integrations.c.id == integration_id)
     row = (await session.execute(query)).one_or_none()
     if row is None:
-        if (await session.execute(EXISTS, {"id": integration_id})).scalar_one():
-            raise Forbidden("This integration belongs to another account.")
-        raise NotFound("No integration with this id.")
+        await _refuse(session, integration_id)
     return IntegrationRow(**row._mapping)
+
+
+async def ensure_visible(
+    session: AsyncSession, principal: Principal, integration_id: uuid.UUID
+) -> None:
+    """403 or 404 unless the principal may see the integration; reads only its key, not
+    the owner or the order stats that `get_integration` joins in."""
+    query = select(integrations.c.id).where(
+        integrations.c.id == integration_id, *_visible_to(principal)
+    )
+    if (await session.execute(query)).first() is None:
+        await _refuse(session, integration_id)
+
+
+async def _refuse(session: AsyncSession, integration_id: uuid.UUID) -> NoReturn:
+    if (await session.execute(EXISTS, {"id": integration_id})).scalar_one():
+        raise Forbidden("This integration belongs to another account.")
+    raise NotFound("No integration with this id.")
 
 
 async def create_integration(
@@ -218,7 +235,7 @@ async def set_webhook_secret(
     previous secret is kept: rotating again within the grace period drops the older one.
     Setting the secret it already has changes nothing.
     """
-    await get_integration(session, principal, integration_id)
+    await ensure_visible(session, principal, integration_id)
     new_secret = secret if secret is not None else new_webhook_secret()
     keep_previous = grace > timedelta(0)
     changed = (
@@ -247,7 +264,7 @@ async def set_webhook_secret(
 async def delete_integration(
     session: AsyncSession, principal: Principal, integration_id: uuid.UUID
 ) -> None:
-    await get_integration(session, principal, integration_id)
+    await ensure_visible(session, principal, integration_id)
     await session.execute(delete(integrations).where(integrations.c.id == integration_id))
 
 

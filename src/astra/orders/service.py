@@ -10,9 +10,9 @@ from sqlalchemy import Select, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from astra.auth.principal import Principal
-from astra.integrations.service import get_integration
+from astra.integrations.service import ensure_visible
 from astra.orders.models import Order
-from astra.pagination import decode_cursor, encode_cursor
+from astra.pagination import decode_cursor, split_page
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,14 +40,11 @@ async def list_orders(
     """Newest first by arrival; one integration's (403/404 as for the integration) or all."""
     query = visible_orders(principal)
     if integration_id is not None:
-        await get_integration(session, principal, integration_id)
+        await ensure_visible(session, principal, integration_id)
         query = query.where(Order.integration_id == integration_id)
     if cursor is not None:
         received_at, order_id = decode_cursor(cursor)
         query = query.where(tuple_(Order.received_at, Order.id) < (received_at, order_id))
     query = query.order_by(Order.received_at.desc(), Order.id.desc()).limit(limit + 1)
     orders = list(await session.scalars(query))
-    if len(orders) <= limit:
-        return OrderPage(orders, None)
-    last = orders[limit - 1]
-    return OrderPage(orders[:limit], encode_cursor(last.received_at, last.id))
+    return OrderPage(*split_page(orders, limit, lambda order: (order.received_at, order.id)))

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from astra.auth.principal import Principal
 from astra.errors import AstraError, NotAuthenticated, NotFound
-from astra.integrations.service import get_integration
+from astra.integrations.service import ensure_visible
 from astra.webhooks.models import DeliveryOutcome, WebhookDelivery
 from astra.webhooks.platforms import (
     PLATFORMS,
@@ -315,7 +315,7 @@ async def list_deliveries(
     session: AsyncSession, principal: Principal, integration_id: uuid.UUID, *, limit: int
 ) -> list[WebhookDelivery]:
     """The newest deliveries of one integration the principal may see (403/404 otherwise)."""
-    await get_integration(session, principal, integration_id)
+    await ensure_visible(session, principal, integration_id)
     result = await session.scalars(
         select(WebhookDelivery)
         .where(WebhookDelivery.integration_id == integration_id)

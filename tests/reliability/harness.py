@@ -8,7 +8,6 @@ soak report and the tests measure the same thing.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from tests.processes import free_port, stop
 from tests.webhooks.stores import Store, encode, order_payload, signed_headers
 
 PASSWORD = "correct horse battery"
@@ -82,13 +82,6 @@ class EmbeddedPostgres:
 
     def engine(self) -> AsyncEngine:
         return create_async_engine(self.owner_url)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 @dataclass
@@ -151,12 +144,7 @@ def serving(
         _wait_until_up(server, timeout=90)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, timeout=30)
 
 
 @dataclass

@@ -26,6 +26,8 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL
 
+from tests.processes import free_port, stop
+
 DATABASE_ALIAS = "astra"
 STATS_USER = "pgbouncer_stats"
 
@@ -50,13 +52,6 @@ def psql_binary() -> str:
     found = shutil.which("psql")
     assert found, "no psql to read pgbouncer's admin console with"
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _server_address(server: URL) -> tuple[str, int]:
@@ -179,12 +174,7 @@ pidfile = {directory / "pgbouncer.pid"}
         _wait_until_listening(bouncer)
         yield bouncer
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, timeout=10)
         shutil.rmtree(directory, ignore_errors=True)
 
 

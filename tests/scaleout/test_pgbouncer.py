@@ -38,7 +38,8 @@ from astra.auth.deps import SESSION_COOKIE
 from astra.db import migrate
 from astra.settings import Settings
 from tests.conftest import TestDatabase, _create_database, make_user
-from tests.scaleout.pgbouncer import PgBouncer, free_port, pgbouncer_binary, running_pgbouncer
+from tests.processes import free_port, stop
+from tests.scaleout.pgbouncer import PgBouncer, pgbouncer_binary, running_pgbouncer
 
 pytestmark = [
     pytest.mark.scaleout,
@@ -184,13 +185,7 @@ def _serving(env: dict[str, str], logs: Path) -> Iterator[list[str]]:
         yield [url for _, url, _ in processes]
     finally:
         for process, _, _ in processes:
-            process.terminate()
-        for process, _, _ in processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process, timeout=15)
 
 
 def _wait_until_serving(process: subprocess.Popen[bytes], url: str, log: Path) -> None:

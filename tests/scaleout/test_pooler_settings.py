@@ -54,9 +54,9 @@ async def test_behind_a_pooler_every_statement_is_unnamed(test_database: TestDat
     )
     database = Database(app_url(configured))
     try:
-        async with database.sessions.begin() as session:
-            assert (await session.execute(text("SELECT current_user"))).scalar() == APP_ROLE
-            raw = (await session.connection()).sync_connection.connection.dbapi_connection
+        async with database.engine.begin() as connection:
+            assert (await connection.execute(text("SELECT current_user"))).scalar() == APP_ROLE
+            raw = connection.sync_connection.connection.dbapi_connection
             assert raw._prepared_statement_cache is None
             assert raw.driver_connection._config.statement_cache_size == 0
     finally:

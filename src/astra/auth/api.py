@@ -9,7 +9,7 @@ from astra.auth.deps import SESSION_COOKIE, CurrentUser, session_token
 from astra.auth.limits import SignInLimits
 from astra.auth.principal import Principal
 from astra.auth.schemas import LoginRequest, SetupRequest, UserRead
-from astra.db.session import DbSession
+from astra.db.session import Db
 from astra.errors import NotAuthenticated
 from astra.http import error_responses
 from astra.settings import Settings
@@ -29,8 +29,8 @@ def _set_session_cookie(response: Response, settings: Settings, token: str) -> N
     )
 
 
-async def _me(session: DbSession, token: str) -> UserRead:
-    principal = await service.authenticate(session, token)
+async def _me(db: Db, token: str) -> UserRead:
+    principal = await service.authenticate(db, token)
     assert principal is not None
     return _user_read(principal)
 
@@ -50,18 +50,16 @@ def _client_address(request: Request) -> str:
 
 
 @router.post("/login", responses=error_responses(400, 401, 422, 429))
-async def login(
-    body: LoginRequest, request: Request, response: Response, session: DbSession
-) -> UserRead:
+async def login(body: LoginRequest, request: Request, response: Response, db: Db) -> UserRead:
     """Failed attempts are limited per email and per client address (HTTP 429 with
     Retry-After); over a limit the password is not checked."""
     settings: Settings = request.app.state.settings
     with _limits(request).attempt(address=_client_address(request), account=body.email):
         token = await service.login(
-            session, email=body.email, password=body.password, ttl=settings.session_ttl
+            db, email=body.email, password=body.password, ttl=settings.session_ttl
         )
     _set_session_cookie(response, settings, token)
-    return await _me(session, token)
+    return await _me(db, token)
 
 
 @router.post(
@@ -69,26 +67,24 @@ async def login(
     status_code=status.HTTP_201_CREATED,
     responses=error_responses(400, 403, 409, 422, 429),
 )
-async def setup(
-    body: SetupRequest, request: Request, response: Response, session: DbSession
-) -> UserRead:
+async def setup(body: SetupRequest, request: Request, response: Response, db: Db) -> UserRead:
     """Create the first admin account with the one-time link printed by `astra serve`."""
     settings: Settings = request.app.state.settings
     with _limits(request).attempt(address=_client_address(request)):
         service.check_setup_token(settings.setup_token, body.token)
     token = await service.create_first_admin(
-        session, email=body.email, password=body.password, ttl=settings.session_ttl
+        db, email=body.email, password=body.password, ttl=settings.session_ttl
     )
     _set_session_cookie(response, settings, token)
-    return await _me(session, token)
+    return await _me(db, token)
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(401))
-async def logout(request: Request, session: DbSession, user: CurrentUser) -> Response:
+async def logout(request: Request, db: Db, user: CurrentUser) -> Response:
     token = session_token(request)
     if token is None:
         raise NotAuthenticated("Sign in to continue.")
-    await service.logout(session, token)
+    await service.logout(db, token)
     response = Response(status_code=status.HTTP_204_NO_CONTENT)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response

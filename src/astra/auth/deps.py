@@ -9,7 +9,7 @@ from fastapi.security import APIKeyCookie
 
 from astra.auth import service
 from astra.auth.principal import Principal
-from astra.db.session import DbSession
+from astra.db.session import Db
 from astra.errors import NotAuthenticated
 
 SESSION_COOKIE = "astra_session"
@@ -27,9 +27,9 @@ def session_token(request: Request) -> str | None:
 
 
 async def optional_user(
-    session: DbSession, token: Annotated[str | None, Security(session_cookie)]
+    db: Db, token: Annotated[str | None, Security(session_cookie)]
 ) -> Principal | None:
-    return await service.authenticate(session, token)
+    return await service.authenticate(db, token)
 
 
 async def current_user(

@@ -8,8 +8,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import anyio
-from sqlalchemy import delete, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import delete, insert, text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from astra.auth.models import Session
 from astra.auth.passwords import hash_password, verify_password
@@ -26,53 +26,52 @@ def hash_token(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-async def authenticate(session: AsyncSession, token: str | None) -> Principal | None:
+async def authenticate(db: AsyncConnection, token: str | None) -> Principal | None:
     """Resolve a session token and set the RLS context, in one round trip."""
     if not token:
         return None
-    row = (await session.execute(AUTHENTICATE, {"token_hash": hash_token(token)})).one_or_none()
+    row = (await db.execute(AUTHENTICATE, {"token_hash": hash_token(token)})).one_or_none()
     if row is None:
         return None
     return Principal(id=row.id, email=row.email, role=row.role)
 
 
-async def start_session(session: AsyncSession, user_id: uuid.UUID, ttl: timedelta) -> str:
-    await set_acting_user(session, user_id)
+async def start_session(db: AsyncConnection, user_id: uuid.UUID, ttl: timedelta) -> str:
+    await set_acting_user(db, user_id)
     now = datetime.now(UTC)
     # Sign-in is a good moment to forget this user's expired sessions.
-    await session.execute(
-        delete(Session).where(Session.user_id == user_id, Session.expires_at <= now)
-    )
+    await db.execute(delete(Session).where(Session.user_id == user_id, Session.expires_at <= now))
     token = secrets.token_urlsafe(32)
-    session.add(Session(token_hash=hash_token(token), user_id=user_id, expires_at=now + ttl))
-    await session.flush()
+    await db.execute(
+        insert(Session).values(token_hash=hash_token(token), user_id=user_id, expires_at=now + ttl)
+    )
     return token
 
 
-async def login(session: AsyncSession, *, email: str, password: str, ttl: timedelta) -> str:
-    row = (await session.execute(LOGIN_LOOKUP, {"email": email})).one_or_none()
+async def login(db: AsyncConnection, *, email: str, password: str, ttl: timedelta) -> str:
+    row = (await db.execute(LOGIN_LOOKUP, {"email": email})).one_or_none()
     password_hash = row.password_hash if row else None
     # argon2 takes tens of milliseconds of CPU: keep it off the event loop.
     ok = await anyio.to_thread.run_sync(verify_password, password_hash, password)
     if not ok or row is None:
         raise NotAuthenticated("Incorrect email or password.")
-    return await start_session(session, row.id, ttl)
+    return await start_session(db, row.id, ttl)
 
 
-async def logout(session: AsyncSession, token: str) -> None:
-    await session.execute(delete(Session).where(Session.token_hash == hash_token(token)))
+async def logout(db: AsyncConnection, token: str) -> None:
+    await db.execute(delete(Session).where(Session.token_hash == hash_token(token)))
 
 
 async def create_first_admin(
-    session: AsyncSession, *, email: str, password: str, ttl: timedelta
+    db: AsyncConnection, *, email: str, password: str, ttl: timedelta
 ) -> str:
     password_hash = await anyio.to_thread.run_sync(hash_password, password)
     user_id = (
-        await session.execute(CREATE_FIRST_ADMIN, {"email": email, "password_hash": password_hash})
+        await db.execute(CREATE_FIRST_ADMIN, {"email": email, "password_hash": password_hash})
     ).scalar_one()
     if user_id is None:
         raise Conflict("Astra is already set up. Sign in instead.")
-    return await start_session(session, user_id, ttl)
+    return await start_session(db, user_id, ttl)
 
 
 def check_setup_token(expected: str | None, given: str) -> None:

@@ -15,12 +15,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy import text
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 SET_CLAIMS = text("SELECT set_config('request.jwt.claims', :claims, true)")
 
@@ -42,27 +37,28 @@ class Database:
             # Error messages would otherwise quote bound values, secrets included.
             hide_parameters=True,
         )
-        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
 
 
-async def set_acting_user(session: AsyncSession, user_id: uuid.UUID) -> None:
+async def set_acting_user(db: AsyncConnection, user_id: uuid.UUID) -> None:
     """Act as `user_id` for the rest of this transaction (bind parameter, never formatted)."""
     claims = json.dumps({"sub": str(user_id), "role": "authenticated"})
-    await session.execute(SET_CLAIMS, {"claims": claims})
+    await db.execute(SET_CLAIMS, {"claims": claims})
 
 
-async def transaction(request: Request) -> AsyncIterator[AsyncSession]:
+async def transaction(request: Request) -> AsyncIterator[AsyncConnection]:
     """Commit when the route succeeds, roll back when it raises.
 
     Used with scope="function": the commit finishes before the response is sent, so a
     2xx always means the work is durable, and a failed commit is an error, not a 2xx.
     """
     database: Database = request.app.state.db
-    async with database.sessions.begin() as session:
-        yield session
+    async with database.engine.begin() as connection:
+        yield connection
 
 
-DbSession = Annotated[AsyncSession, Depends(transaction, scope="function")]
+# A Core connection, not an ORM session: every query here is a Core statement returning
+# plain rows, and the session's unit-of-work layer cost a sixth of a list request's CPU.
+Db = Annotated[AsyncConnection, Depends(transaction, scope="function")]

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response, status
 
 from astra.auth.deps import CurrentUser
-from astra.db.session import DbSession
+from astra.db.session import Db
 from astra.http import FastJSONResponse, error_responses
 from astra.integrations import service
 from astra.integrations.schemas import (
@@ -37,7 +37,7 @@ def webhook_base(request: Request) -> str:
 
 def to_json(row: IntegrationRow, base: str) -> dict[str, Any]:
     """The integration's JSON (the IntegrationRead shape), built without a model round."""
-    item = {field: getattr(row, field) for field in IntegrationRow.__slots__}
+    item = row._asdict()
     item["webhook_url"] = f"{base}/api/webhooks/order?id={row.id}"
     return item
 
@@ -49,12 +49,12 @@ def to_read(row: IntegrationRow, base: str) -> IntegrationRead:
 @router.get("", response_model=IntegrationPage, responses=error_responses(401, 422))
 async def list_integrations(
     request: Request,
-    session: DbSession,
+    db: Db,
     user: CurrentUser,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
-    page = await service.list_integrations(session, user, limit=limit, cursor=cursor)
+    page = await service.list_integrations(db, user, limit=limit, cursor=cursor)
     base = webhook_base(request)
     return FastJSONResponse(
         {"items": [to_json(row, base) for row in page.rows], "next_cursor": page.next_cursor}
@@ -68,11 +68,11 @@ async def list_integrations(
     responses=error_responses(400, 401, 403, 409, 422),
 )
 async def create_integration(
-    body: IntegrationCreate, request: Request, session: DbSession, user: CurrentUser
+    body: IntegrationCreate, request: Request, db: Db, user: CurrentUser
 ) -> Response:
     settings: Settings = request.app.state.settings
     row, secret = await service.create_integration(
-        session, user, body, encryption_key=settings.encryption_key
+        db, user, body, encryption_key=settings.encryption_key
     )
     created = to_json(row, webhook_base(request)) | {"webhook_secret": secret}
     return FastJSONResponse(created, status_code=status.HTTP_201_CREATED)
@@ -84,9 +84,9 @@ async def create_integration(
     responses=error_responses(401, 403, 404, 422),
 )
 async def get_integration(
-    integration_id: uuid.UUID, request: Request, session: DbSession, user: CurrentUser
+    integration_id: uuid.UUID, request: Request, db: Db, user: CurrentUser
 ) -> Response:
-    row = await service.get_integration(session, user, integration_id)
+    row = await service.get_integration(db, user, integration_id)
     return FastJSONResponse(to_json(row, webhook_base(request)))
 
 
@@ -99,12 +99,12 @@ async def update_integration(
     integration_id: uuid.UUID,
     body: IntegrationUpdate,
     request: Request,
-    session: DbSession,
+    db: Db,
     user: CurrentUser,
 ) -> Response:
     settings: Settings = request.app.state.settings
     row = await service.update_integration(
-        session, user, integration_id, body, encryption_key=settings.encryption_key
+        db, user, integration_id, body, encryption_key=settings.encryption_key
     )
     return FastJSONResponse(to_json(row, webhook_base(request)))
 
@@ -113,7 +113,7 @@ async def update_integration(
 async def set_webhook_secret(
     integration_id: uuid.UUID,
     request: Request,
-    session: DbSession,
+    db: Db,
     user: CurrentUser,
     body: WebhookSecretUpdate | None = None,
 ) -> WebhookSecretRead:
@@ -121,7 +121,7 @@ async def set_webhook_secret(
     keeps verifying for the grace period (ASTRA_SECRET_GRACE_HOURS)."""
     settings: Settings = request.app.state.settings
     state = await service.set_webhook_secret(
-        session,
+        db,
         user,
         integration_id,
         secret=body.webhook_secret if body else None,
@@ -138,8 +138,6 @@ async def set_webhook_secret(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=error_responses(401, 403, 404, 422),
 )
-async def delete_integration(
-    integration_id: uuid.UUID, session: DbSession, user: CurrentUser
-) -> Response:
-    await service.delete_integration(session, user, integration_id)
+async def delete_integration(integration_id: uuid.UUID, db: Db, user: CurrentUser) -> Response:
+    await service.delete_integration(db, user, integration_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from astra.auth.deps import OptionalUser
-from astra.db.session import DbSession
+from astra.db.session import Db
 from astra.integrations import service
 from astra.integrations.api import to_read, webhook_base
 from astra.settings import Settings
@@ -24,11 +24,11 @@ PAGE_SIZE = 50
 
 @router.get("/settings/integrations", response_model=None)
 async def integrations_page(
-    request: Request, session: DbSession, user: OptionalUser
+    request: Request, db: Db, user: OptionalUser
 ) -> HTMLResponse | RedirectResponse:
     if user is None:
         return login_redirect(request)
-    page = await service.list_integrations(session, user, limit=PAGE_SIZE, cursor=None)
+    page = await service.list_integrations(db, user, limit=PAGE_SIZE, cursor=None)
     base = webhook_base(request)
     settings: Settings = request.app.state.settings
     context = {

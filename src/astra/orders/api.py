@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from astra.auth.deps import CurrentUser
-from astra.db.session import DbSession
+from astra.db.session import Db
 from astra.http import error_responses
 from astra.orders import service
 from astra.orders.schemas import OrderPage, OrderRead
@@ -18,7 +18,7 @@ router = APIRouter(prefix="/api/orders", tags=["orders"])
 
 @router.get("", responses=error_responses(401, 403, 404, 422))
 async def list_orders(
-    session: DbSession,
+    db: Db,
     user: CurrentUser,
     integration_id: Annotated[
         uuid.UUID | None, Query(description="Only this integration's orders.")
@@ -28,7 +28,7 @@ async def list_orders(
 ) -> OrderPage:
     """Orders the caller may see, newest first; deleted orders are left out."""
     page = await service.list_orders(
-        session, user, integration_id=integration_id, limit=limit, cursor=cursor
+        db, user, integration_id=integration_id, limit=limit, cursor=cursor
     )
     return OrderPage(
         items=[OrderRead.model_validate(order) for order in page.orders],

@@ -5,32 +5,53 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import Select, select, tuple_
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Row, Select, Table, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from astra.auth.principal import Principal
 from astra.integrations.service import ensure_visible
 from astra.orders.models import Order
 from astra.pagination import decode_cursor, split_page
 
+orders = cast(Table, Order.__table__)
+# What a reader sees of an order: not the raw payload, which can be large.
+READ_COLUMNS = tuple(
+    orders.c[name]
+    for name in (
+        "id",
+        "integration_id",
+        "platform",
+        "platform_order_id",
+        "order_number",
+        "total",
+        "currency",
+        "financial_status",
+        "placed_at",
+        "source_updated_at",
+        "received_at",
+        "updated_at",
+    )
+)
+
 
 @dataclass(frozen=True, slots=True)
 class OrderPage:
-    orders: list[Order]
+    orders: list[Row[Any]]
     next_cursor: str | None
 
 
-def visible_orders(principal: Principal) -> Select[Order]:
+def visible_orders(principal: Principal) -> Select[Any]:
     """The one place that decides which orders a principal may see: live ones only."""
-    query = select(Order).where(Order.deleted_at.is_(None))
+    query = select(*READ_COLUMNS).where(orders.c.deleted_at.is_(None))
     if not principal.is_admin:
-        query = query.where(Order.user_id == principal.id)
+        query = query.where(orders.c.user_id == principal.id)
     return query
 
 
 async def list_orders(
-    session: AsyncSession,
+    db: AsyncConnection,
     principal: Principal,
     *,
     integration_id: uuid.UUID | None,
@@ -40,11 +61,11 @@ async def list_orders(
     """Newest first by arrival; one integration's (403/404 as for the integration) or all."""
     query = visible_orders(principal)
     if integration_id is not None:
-        await ensure_visible(session, principal, integration_id)
-        query = query.where(Order.integration_id == integration_id)
+        await ensure_visible(db, principal, integration_id)
+        query = query.where(orders.c.integration_id == integration_id)
     if cursor is not None:
         received_at, order_id = decode_cursor(cursor)
-        query = query.where(tuple_(Order.received_at, Order.id) < (received_at, order_id))
-    query = query.order_by(Order.received_at.desc(), Order.id.desc()).limit(limit + 1)
-    orders = list(await session.scalars(query))
-    return OrderPage(*split_page(orders, limit, lambda order: (order.received_at, order.id)))
+        query = query.where(tuple_(orders.c.received_at, orders.c.id) < (received_at, order_id))
+    query = query.order_by(orders.c.received_at.desc(), orders.c.id.desc()).limit(limit + 1)
+    rows = list(await db.execute(query))
+    return OrderPage(*split_page(rows, limit, lambda row: (row.received_at, row.id)))

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from astra.auth.deps import CurrentUser
-from astra.db.session import DbSession
+from astra.db.session import Db
 from astra.errors import NotFound
 from astra.http import error_responses
 from astra.settings import Settings
@@ -74,7 +74,7 @@ WEBHOOK_OPENAPI: dict[str, Any] = {
     summary="Receive an order webhook from Shopify or WooCommerce",
     openapi_extra=WEBHOOK_OPENAPI,
 )
-async def receive_order(request: Request, session: DbSession) -> WebhookReceipt:
+async def receive_order(request: Request, db: Db) -> WebhookReceipt:
     """No session: the store proves itself with the signature over the raw body
     (X-Shopify-Hmac-Sha256 or X-WC-Webhook-Signature). A 200 means the delivery is
     committed; the same delivery again is a 200 that stores nothing new."""
@@ -82,7 +82,7 @@ async def receive_order(request: Request, session: DbSession) -> WebhookReceipt:
     settings: Settings = request.app.state.settings
     body = await _read_body(request, settings.webhook_max_body_bytes)
     outcome = await service.receive_order_webhook(
-        session, integration_id=target, headers=request.headers, body=body
+        db, integration_id=target, headers=request.headers, body=body
     )
     return WebhookReceipt(outcome=outcome)
 
@@ -92,10 +92,10 @@ async def receive_order(request: Request, session: DbSession) -> WebhookReceipt:
 )
 async def list_deliveries(
     integration_id: uuid.UUID,
-    session: DbSession,
+    db: Db,
     user: CurrentUser,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> DeliveryList:
     """The integration's newest webhook deliveries: time, topic, outcome."""
-    deliveries = await service.list_deliveries(session, user, integration_id, limit=limit)
+    deliveries = await service.list_deliveries(db, user, integration_id, limit=limit)
     return DeliveryList(items=[DeliveryRead.model_validate(d) for d in deliveries])

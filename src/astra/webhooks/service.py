@@ -17,11 +17,11 @@ import logging
 import uuid
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
-from sqlalchemy import Row, select, text
+from sqlalchemy import Row, Table, select, text
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from astra.auth.principal import Principal
 from astra.errors import AstraError, NotAuthenticated, NotFound
@@ -103,6 +103,20 @@ MARK_ORDER_DELETED = text(
 )
 NO_INTEGRATION = "No integration with this id."
 
+deliveries = cast(Table, WebhookDelivery.__table__)
+# The delivery log as sellers read it.
+DELIVERY_COLUMNS = tuple(
+    deliveries.c[name]
+    for name in (
+        "delivery_id",
+        "topic",
+        "platform_order_id",
+        "outcome",
+        "body_bytes",
+        "received_at",
+    )
+)
+
 T = TypeVar("T")
 
 Receipt = Literal["stored", "stale", "deleted", "ignored", "held", "duplicate", "ping"]
@@ -139,13 +153,13 @@ class Delivery:
 
 
 async def receive_order_webhook(
-    session: AsyncSession,
+    db: AsyncConnection,
     *,
     integration_id: uuid.UUID,
     headers: Mapping[str, str],
     body: bytes,
 ) -> Receipt:
-    target = await _guarded(_find_target(session, integration_id), integration_id)
+    target = await _guarded(_find_target(db, integration_id), integration_id)
     if target is None:
         _refused(integration_id, "unknown-integration")
         raise NotFound(NO_INTEGRATION)
@@ -156,7 +170,7 @@ async def receive_order_webhook(
     sent = rules.read_headers(headers)
     _check_sender(rules, sent, target, body, integration_id)
     delivery = _prepare(rules, sent, body, integration_id)
-    receipt = await _guarded(_record(session, integration_id, target, delivery), integration_id)
+    receipt = await _guarded(_record(db, integration_id, target, delivery), integration_id)
     log.info(
         "webhook received",
         extra={
@@ -235,8 +249,8 @@ def _refused(integration_id: uuid.UUID, reason: str) -> None:
     log.info("webhook refused", extra={"integration_id": str(integration_id), "reason": reason})
 
 
-async def _find_target(session: AsyncSession, integration_id: uuid.UUID) -> Row[Any] | None:
-    return (await session.execute(TARGET, {"id": integration_id})).one_or_none()
+async def _find_target(db: AsyncConnection, integration_id: uuid.UUID) -> Row[Any] | None:
+    return (await db.execute(TARGET, {"id": integration_id})).one_or_none()
 
 
 def _planned_outcome(action: OrderAction, is_active: bool) -> DeliveryOutcome:
@@ -250,12 +264,12 @@ def _planned_outcome(action: OrderAction, is_active: bool) -> DeliveryOutcome:
 
 
 async def _record(
-    session: AsyncSession, integration_id: uuid.UUID, target: Row[Any], delivery: Delivery
+    db: AsyncConnection, integration_id: uuid.UUID, target: Row[Any], delivery: Delivery
 ) -> Receipt:
     outcome = _planned_outcome(delivery.action, target.is_active)
     order = delivery.order
     recorded = (
-        await session.execute(
+        await db.execute(
             RECORD_DELIVERY,
             {
                 "integration_id": integration_id,
@@ -272,9 +286,9 @@ async def _record(
         return "duplicate"
     if order is None:
         return outcome.value
-    written = await _write_order(session, integration_id, target, delivery, order)
+    written = await _write_order(db, integration_id, target, delivery, order)
     if not written and outcome is DeliveryOutcome.stored:
-        await session.execute(
+        await db.execute(
             MARK_DELIVERY_STALE, {"integration_id": integration_id, "delivery_id": delivery.key}
         )
         return DeliveryOutcome.stale.value
@@ -282,7 +296,7 @@ async def _record(
 
 
 async def _write_order(
-    session: AsyncSession,
+    db: AsyncConnection,
     integration_id: uuid.UUID,
     target: Row[Any],
     delivery: Delivery,
@@ -308,18 +322,18 @@ async def _write_order(
     else:
         statement = UPSERT_ORDER
         values["restore"] = delivery.action is OrderAction.restore
-    return (await session.execute(statement, values)).scalar_one_or_none() is not None
+    return (await db.execute(statement, values)).scalar_one_or_none() is not None
 
 
 async def list_deliveries(
-    session: AsyncSession, principal: Principal, integration_id: uuid.UUID, *, limit: int
-) -> list[WebhookDelivery]:
+    db: AsyncConnection, principal: Principal, integration_id: uuid.UUID, *, limit: int
+) -> list[Row[Any]]:
     """The newest deliveries of one integration the principal may see (403/404 otherwise)."""
-    await ensure_visible(session, principal, integration_id)
-    result = await session.scalars(
-        select(WebhookDelivery)
-        .where(WebhookDelivery.integration_id == integration_id)
-        .order_by(WebhookDelivery.received_at.desc())
+    await ensure_visible(db, principal, integration_id)
+    result = await db.execute(
+        select(*DELIVERY_COLUMNS)
+        .where(deliveries.c.integration_id == integration_id)
+        .order_by(deliveries.c.received_at.desc())
         .limit(limit)
     )
     return list(result)

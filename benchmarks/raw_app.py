@@ -17,19 +17,32 @@ import asyncpg
 import orjson
 
 AUTHENTICATE = "SELECT id, email, role FROM public.app_authenticate($1)"
+# The project's list statement, with its per-store order stats; sellers get the owner
+# condition, admins none, and a cursor adds the keyset condition.
 LIST_SQL = """
-SELECT i.id, i.user_id, u.email AS owner_email, i.name, i.type, i.domain, i.is_active,
-       i.created_at, i.updated_at
+SELECT i.id, i.user_id, i.name, i.type, i.domain, i.is_active, i.created_at, i.updated_at,
+       i.admin_access_token IS NOT NULL AS has_admin_access_token, u.email AS owner_email,
+       s.order_count, s.last_order_at
 FROM public.integrations i JOIN public.users u ON u.id = i.user_id
-WHERE ($1::boolean OR i.user_id = $2)
-  AND ($3::timestamptz IS NULL OR (i.created_at, i.id) < ($3, $4::uuid))
+JOIN LATERAL (SELECT count(*) AS order_count, max(o.received_at) AS last_order_at
+              FROM public.orders o
+              WHERE o.integration_id = i.id AND o.deleted_at IS NULL) AS s ON true
+WHERE {conditions}
 ORDER BY i.created_at DESC, i.id DESC
-LIMIT $5
+LIMIT $1
 """
+SELLER, AFTER = "i.user_id = $2", "(i.created_at, i.id) < ($3, $4)"
+LIST_STATEMENTS = {
+    (False, False): LIST_SQL.format(conditions=SELLER),
+    (False, True): LIST_SQL.format(conditions=f"{SELLER} AND {AFTER}"),
+    (True, False): LIST_SQL.format(conditions="true"),
+    (True, True): LIST_SQL.format(conditions=AFTER.replace("$3", "$2").replace("$4", "$3")),
+}
 INSERT_SQL = """
 INSERT INTO public.integrations (user_id, name, type, domain, webhook_secret)
 VALUES ($1, $2, $3, $4, $5)
-RETURNING id, user_id, name, type, domain, is_active, created_at, updated_at
+RETURNING id, user_id, name, type, domain, is_active, created_at, updated_at,
+          admin_access_token IS NOT NULL AS has_admin_access_token
 """
 
 pool: asyncpg.Pool | None = None
@@ -43,6 +56,17 @@ def _cookie_token(headers: list[tuple[bytes, bytes]]) -> str | None:
                 if key == "astra_session":
                     return token
     return None
+
+
+def _base(scope: dict[str, Any]) -> str:
+    """The origin webhook URLs start with, as the project builds it from the Host header."""
+    host = dict(scope["headers"]).get(b"host", b"127.0.0.1").decode("latin-1")
+    return f"{scope['scheme']}://{host}"
+
+
+def _json(content: Any) -> bytes:
+    # Datetimes end in Z, as the project's responses.
+    return orjson.dumps(content, option=orjson.OPT_UTC_Z)
 
 
 def _item(row: asyncpg.Record, base: str) -> dict[str, Any]:
@@ -90,7 +114,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 return
     assert pool is not None
     token = _cookie_token(scope["headers"])
-    base = "http://127.0.0.1"
+    base = _base(scope)
     if token is None:
         await _send(send, 401, b'{"detail":"Sign in to continue."}')
         return
@@ -108,16 +132,18 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 from astra.pagination import decode_cursor
 
                 created_at, row_id = decode_cursor(cursor)
-            rows = await connection.fetch(
-                LIST_SQL, user["role"] == "admin", user["id"], created_at, row_id, limit + 1
-            )
+            is_admin = user["role"] == "admin"
+            args = [limit + 1] + ([] if is_admin else [user["id"]])
+            if cursor:
+                args += [created_at, row_id]
+            rows = await connection.fetch(LIST_STATEMENTS[is_admin, bool(cursor)], *args)
             next_cursor = None
             if len(rows) > limit:
                 from astra.pagination import encode_cursor
 
                 rows = rows[:limit]
                 next_cursor = encode_cursor(rows[-1]["created_at"], rows[-1]["id"])
-            body = orjson.dumps(
+            body = _json(
                 {"items": [_item(r, base) for r in rows], "next_cursor": next_cursor}
             )
             await _send(send, 200, body)
@@ -134,5 +160,10 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         except asyncpg.UniqueViolationError:
             await _send(send, 409, b'{"detail":"This store is already connected."}')
             return
-        item = _item(row, base) | {"owner_email": user["email"], "webhook_secret": secret}
-        await _send(send, 201, orjson.dumps(item))
+        item = _item(row, base) | {
+            "owner_email": user["email"],
+            "order_count": 0,
+            "last_order_at": None,
+            "webhook_secret": secret,
+        }
+        await _send(send, 201, _json(item))

@@ -162,6 +162,9 @@ _VISIBLE_KEY = {
     for is_admin in (False, True)
 }
 
+# The columns come from the parameters at execution time.
+_INSERT = insert(integrations).returning(*PUBLIC_COLUMNS)
+
 
 async def list_integrations(
     db: AsyncConnection, principal: Principal, *, limit: int, cursor: str | None
@@ -205,19 +208,15 @@ async def create_integration(
 ) -> tuple[IntegrationRow, str]:
     secret = new_webhook_secret()
     token = data.admin_access_token
-    statement = (
-        insert(integrations)
-        .values(
-            user_id=principal.id,
-            name=data.name,
-            type=data.type,
-            domain=data.domain,
-            webhook_secret=secret,
-            admin_access_token=encrypt(encryption_key, token) if token is not None else None,
-        )
-        .returning(*PUBLIC_COLUMNS)
-    )
-    row = (await _execute_unique(db, statement)).one()
+    values = {
+        "user_id": principal.id,
+        "name": data.name,
+        "type": data.type,
+        "domain": data.domain,
+        "webhook_secret": secret,
+        "admin_access_token": encrypt(encryption_key, token) if token is not None else None,
+    }
+    row = (await _execute_unique(db, _INSERT, values)).one()
     return IntegrationRow(**row._mapping, owner_email=principal.email), secret
 
 
@@ -299,14 +298,16 @@ async def delete_integration(
     await db.execute(delete(integrations).where(integrations.c.id == integration_id))
 
 
-async def _execute_unique(db: AsyncConnection, statement: Executable) -> Result[Any]:
+async def _execute_unique(
+    db: AsyncConnection, statement: Executable, values: dict[str, Any] | None = None
+) -> Result[Any]:
     """Execute, turning the domain's unique violation into a 409.
 
     The unique constraint is the only duplicate check: a SELECT before the INSERT would
     race with a concurrent create of the same store.
     """
     try:
-        return await db.execute(statement)
+        return await db.execute(statement, values)
     except IntegrityError as exc:
         constraint = getattr(exc.orig.__cause__, "constraint_name", None) if exc.orig else None
         if constraint == "integrations_domain_key":

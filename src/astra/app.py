@@ -54,11 +54,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.sign_in_limits = SignInLimits.from_settings(settings)
     install_error_handlers(app)
+    # Routes are matched in order: the webhook, which every store's every order calls, first.
+    app.include_router(webhooks_router)
     app.include_router(auth_router)
     app.include_router(integrations_router)
     app.include_router(deliveries_router)
     app.include_router(orders_router)
-    app.include_router(webhooks_router)
     app.include_router(web_pages)
     app.include_router(integrations_pages)
     app.mount(STATIC_PATH, static_files(), name="static")

@@ -26,15 +26,16 @@ def session_token(request: Request) -> str | None:
     return request.cookies.get(SESSION_COOKIE)
 
 
-async def optional_user(
-    db: Db, token: Annotated[str | None, Security(session_cookie)]
-) -> Principal | None:
+SessionToken = Annotated[str | None, Security(session_cookie)]
+
+
+async def optional_user(db: Db, token: SessionToken) -> Principal | None:
     return await service.authenticate(db, token)
 
 
-async def current_user(
-    user: Annotated[Principal | None, Depends(optional_user)],
-) -> Principal:
+async def current_user(db: Db, token: SessionToken) -> Principal:
+    # Not built on optional_user: one dependency less to resolve on every API request.
+    user = await service.authenticate(db, token)
     if user is None:
         raise NotAuthenticated("Sign in to continue.")
     return user

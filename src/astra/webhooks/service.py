@@ -55,51 +55,64 @@ TARGET = text(
 )
 
 # Static SQL, compiled once: the webhook path is the hottest in the service.
-RECORD_DELIVERY = text(
-    """
+_RECORD_DELIVERY = """
     INSERT INTO public.webhook_deliveries
       (integration_id, delivery_id, user_id, topic, platform_order_id, outcome, body_bytes)
     VALUES (:integration_id, :delivery_id, :user_id, :topic, :platform_order_id, :outcome,
             :body_bytes)
     ON CONFLICT (integration_id, delivery_id) DO NOTHING
     RETURNING delivery_id
-    """
-)
+"""
+RECORD_DELIVERY = text(_RECORD_DELIVERY)
 MARK_DELIVERY_STALE = text(
     "UPDATE public.webhook_deliveries SET outcome = 'stale' "
     "WHERE integration_id = :integration_id AND delivery_id = :delivery_id"
 )
-_INSERT_ORDER = """
-    INSERT INTO public.orders AS o
-      (integration_id, user_id, platform, platform_order_id, order_number, total, currency,
-       financial_status, placed_at, source_updated_at, raw, deleted_at)
-    VALUES (:integration_id, :user_id, :platform, :platform_order_id, :order_number, :total,
-            :currency, :financial_status, :placed_at, :source_updated_at, CAST(:raw AS jsonb),
-            {deleted_at})
-    ON CONFLICT (integration_id, platform_order_id) DO UPDATE SET
+# Record the delivery and write its order in one round trip. The order is written only
+# when the delivery was recorded just now (a duplicate writes nothing): `written` reads
+# `recorded`, so the delivery's insert, and its wait on a concurrent copy, come first.
+# INSERT ... SELECT gives bound values no column to take a type from, hence the casts.
+_RECORD_WITH_ORDER = """
+    WITH recorded AS ({record}),
+    written AS (
+      INSERT INTO public.orders AS o
+        (integration_id, user_id, platform, platform_order_id, order_number, total, currency,
+         financial_status, placed_at, source_updated_at, raw, deleted_at)
+      SELECT CAST(:integration_id AS uuid), CAST(:user_id AS uuid), CAST(:platform AS text),
+             CAST(:platform_order_id AS text), CAST(:order_number AS text),
+             CAST(:total AS numeric), CAST(:currency AS text),
+             CAST(:financial_status AS text), CAST(:placed_at AS timestamptz),
+             CAST(:source_updated_at AS timestamptz), CAST(:raw AS jsonb), {deleted_at}
+      WHERE EXISTS (SELECT FROM recorded)
+      ON CONFLICT (integration_id, platform_order_id) DO UPDATE SET {on_conflict}
+      RETURNING o.id
+    )
+    SELECT EXISTS (SELECT FROM recorded) AS recorded, EXISTS (SELECT FROM written) AS written
 """
-UPSERT_ORDER = text(
-    _INSERT_ORDER.format(deleted_at="NULL")
-    + """
-      order_number = EXCLUDED.order_number, total = EXCLUDED.total,
-      currency = EXCLUDED.currency, financial_status = EXCLUDED.financial_status,
-      placed_at = EXCLUDED.placed_at, source_updated_at = EXCLUDED.source_updated_at,
-      raw = EXCLUDED.raw, updated_at = now(),
-      -- Only a restore brings a deleted order back; a late update of it does not.
-      deleted_at = CASE WHEN :restore THEN NULL ELSE o.deleted_at END
-    -- Ties go to the later arrival: Shopify sends orders/paid and orders/updated for one
-    -- change with the same updated_at.
-    WHERE o.source_updated_at IS NULL OR EXCLUDED.source_updated_at >= o.source_updated_at
-    RETURNING o.id
-    """
+RECORD_AND_UPSERT_ORDER = text(
+    _RECORD_WITH_ORDER.format(
+        record=_RECORD_DELIVERY,
+        deleted_at="NULL",
+        on_conflict="""
+        order_number = EXCLUDED.order_number, total = EXCLUDED.total,
+        currency = EXCLUDED.currency, financial_status = EXCLUDED.financial_status,
+        placed_at = EXCLUDED.placed_at, source_updated_at = EXCLUDED.source_updated_at,
+        raw = EXCLUDED.raw, updated_at = now(),
+        -- Only a restore brings a deleted order back; a late update of it does not.
+        deleted_at = CASE WHEN CAST(:restore AS boolean) THEN NULL ELSE o.deleted_at END
+      -- Ties go to the later arrival: Shopify sends orders/paid and orders/updated for one
+      -- change with the same updated_at.
+      WHERE o.source_updated_at IS NULL
+         OR EXCLUDED.source_updated_at >= o.source_updated_at""",
+    )
 )
 # The delete payload is only the id: keep the last full version, mark it deleted.
-MARK_ORDER_DELETED = text(
-    _INSERT_ORDER.format(deleted_at="now()")
-    + """
-      deleted_at = coalesce(o.deleted_at, now()), updated_at = now()
-    RETURNING o.id
-    """
+RECORD_AND_DELETE_ORDER = text(
+    _RECORD_WITH_ORDER.format(
+        record=_RECORD_DELIVERY,
+        deleted_at="now()",
+        on_conflict="deleted_at = coalesce(o.deleted_at, now()), updated_at = now()",
+    )
 )
 NO_INTEGRATION = "No integration with this id."
 
@@ -268,47 +281,20 @@ async def _record(
 ) -> Receipt:
     outcome = _planned_outcome(delivery.action, target.is_active)
     order = delivery.order
-    recorded = (
-        await db.execute(
-            RECORD_DELIVERY,
-            {
-                "integration_id": integration_id,
-                "delivery_id": delivery.key,
-                "user_id": target.user_id,
-                "topic": delivery.topic,
-                "platform_order_id": order.platform_order_id if order else None,
-                "outcome": outcome.value,
-                "body_bytes": delivery.body_bytes,
-            },
-        )
-    ).scalar_one_or_none()
-    if recorded is None:
-        return "duplicate"
-    if order is None:
-        return outcome.value
-    written = await _write_order(db, integration_id, target, delivery, order)
-    if not written and outcome is DeliveryOutcome.stored:
-        await db.execute(
-            MARK_DELIVERY_STALE, {"integration_id": integration_id, "delivery_id": delivery.key}
-        )
-        return DeliveryOutcome.stale.value
-    return outcome.value
-
-
-async def _write_order(
-    db: AsyncConnection,
-    integration_id: uuid.UUID,
-    target: Row[Any],
-    delivery: Delivery,
-    order: OrderFields,
-) -> bool:
-    """Insert or update the order; False when the stored version is newer."""
-    deleting = delivery.action is OrderAction.delete
-    values = {
+    values: dict[str, Any] = {
         "integration_id": integration_id,
+        "delivery_id": delivery.key,
         "user_id": target.user_id,
+        "topic": delivery.topic,
+        "platform_order_id": order.platform_order_id if order else None,
+        "outcome": outcome.value,
+        "body_bytes": delivery.body_bytes,
+    }
+    if order is None:
+        recorded = (await db.execute(RECORD_DELIVERY, values)).first() is not None
+        return outcome.value if recorded else "duplicate"
+    values |= {
         "platform": target.type,
-        "platform_order_id": order.platform_order_id,
         "order_number": order.order_number,
         "total": order.total,
         "currency": order.currency,
@@ -317,12 +303,21 @@ async def _write_order(
         "source_updated_at": order.source_updated_at,
         "raw": delivery.payload.json_text,
     }
-    if deleting:
-        statement = MARK_ORDER_DELETED
+    if delivery.action is OrderAction.delete:
+        statement = RECORD_AND_DELETE_ORDER
     else:
-        statement = UPSERT_ORDER
+        statement = RECORD_AND_UPSERT_ORDER
         values["restore"] = delivery.action is OrderAction.restore
-    return (await db.execute(statement, values)).scalar_one_or_none() is not None
+    recorded, written = (await db.execute(statement, values)).one()
+    if not recorded:
+        return "duplicate"
+    if not written and outcome is DeliveryOutcome.stored:
+        # The stored version is newer (rare): the delivery says so.
+        await db.execute(
+            MARK_DELIVERY_STALE, {"integration_id": integration_id, "delivery_id": delivery.key}
+        )
+        return DeliveryOutcome.stale.value
+    return outcome.value
 
 
 async def list_deliveries(

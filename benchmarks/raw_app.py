@@ -10,11 +10,18 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import uuid
 from typing import Any
 from urllib.parse import parse_qs
 
 import asyncpg
 import orjson
+from sqlalchemy import TextClause
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+
+from astra.webhooks import service as webhooks
+from astra.webhooks.platforms import PLATFORMS, parse_payload
+from astra.webhooks.signatures import verify
 
 AUTHENTICATE = "SELECT id, email, role FROM public.app_authenticate($1)"
 # The project's list statement, with its per-store order stats; sellers get the owner
@@ -44,6 +51,17 @@ VALUES ($1, $2, $3, $4, $5)
 RETURNING id, user_id, name, type, domain, is_active, created_at, updated_at,
           admin_access_token IS NOT NULL AS has_admin_access_token
 """
+
+
+def _asyncpg_sql(statement: TextClause) -> tuple[str, tuple[str, ...]]:
+    """The project's own webhook statement as asyncpg runs it: $n placeholders, and the
+    parameter names in their order."""
+    compiled = statement.compile(dialect=asyncpg_dialect())
+    return str(compiled), tuple(compiled.positiontup or ())
+
+
+WEBHOOK_TARGET = _asyncpg_sql(webhooks.TARGET)
+WEBHOOK_RECORD = _asyncpg_sql(webhooks.RECORD_AND_UPSERT_ORDER)
 
 pool: asyncpg.Pool | None = None
 
@@ -113,6 +131,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
     assert pool is not None
+    if scope["path"] == "/api/webhooks/order":
+        await _webhook(scope, receive, send, pool)
+        return
     token = _cookie_token(scope["headers"])
     base = _base(scope)
     if token is None:
@@ -143,9 +164,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
                 rows = rows[:limit]
                 next_cursor = encode_cursor(rows[-1]["created_at"], rows[-1]["id"])
-            body = _json(
-                {"items": [_item(r, base) for r in rows], "next_cursor": next_cursor}
-            )
+            body = _json({"items": [_item(r, base) for r in rows], "next_cursor": next_cursor})
             await _send(send, 200, body)
             return
         body = await _read_body(receive)
@@ -167,3 +186,45 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             "webhook_secret": secret,
         }
         await _send(send, 201, _json(item))
+
+
+async def _webhook(scope: dict[str, Any], receive: Any, send: Any, pool: asyncpg.Pool) -> None:
+    """A signed Shopify order update, as the project's webhook route takes it: the target
+    (which also sets the RLS context), the HMAC check, then the delivery and the order in
+    the project's one statement. The bench sends only valid, new deliveries."""
+    integration_id = uuid.UUID(parse_qs(scope["query_string"].decode())["id"][0])
+    body = await _read_body(receive)
+    if not body:  # the client went away mid-request (wrk stopping)
+        return
+    headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+    async with pool.acquire() as connection, connection.transaction():
+        sql, names = WEBHOOK_TARGET
+        target = await connection.fetchrow(sql, integration_id)
+        rules = PLATFORMS[target["type"]]
+        sent = rules.read_headers(headers)
+        if not verify([target["webhook_secret"]], body, sent.signature):
+            await _send(send, 401, b'{"detail":"The signature does not match."}')
+            return
+        payload = parse_payload(body)
+        order = rules.order_fields(payload.data)
+        values = {
+            "integration_id": integration_id,
+            "delivery_id": rules.idempotency_key(sent, body),
+            "user_id": target["user_id"],
+            "topic": rules.topic(sent),
+            "platform_order_id": order.platform_order_id,
+            "outcome": "stored",
+            "body_bytes": len(body),
+            "platform": target["type"],
+            "order_number": order.order_number,
+            "total": order.total,
+            "currency": order.currency,
+            "financial_status": order.financial_status,
+            "placed_at": order.placed_at,
+            "source_updated_at": order.source_updated_at,
+            "raw": payload.json_text,
+            "restore": False,
+        }
+        sql, names = WEBHOOK_RECORD
+        await connection.fetchrow(sql, *(values[name] for name in names))
+    await _send(send, 200, b'{"outcome":"stored"}')

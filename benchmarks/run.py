@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from astra.db.urls import app_url, owner_url
 from astra.pagination import encode_cursor
 from astra.settings import Settings
-from benchmarks import chart, seed, webhook_payloads
+from benchmarks import chart, cpu_split, seed, webhook_payloads
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -325,6 +325,9 @@ def main() -> int:
     chart.draw(ROOT / "throughput.png", "Throughput against concurrency", sweep)
     print("Chart: benchmarks/throughput.png")
     report(scenarios, args.connections)
+    # What bounds the ratios: each app's own CPU per request, measured in-process.
+    signed = cpu_split.read_deliveries(deliveries)
+    asyncio.run(cpu_split.measure(settings, signed, requests=800, rounds=5))
     return 0
 
 

@@ -19,8 +19,9 @@ import orjson
 from sqlalchemy import TextClause
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 
+from astra.pagination import decode_cursor, encode_cursor
 from astra.webhooks import service as webhooks
-from astra.webhooks.platforms import PLATFORMS, parse_payload
+from astra.webhooks.platforms import PLATFORMS, OrderAction, parse_payload
 from astra.webhooks.signatures import verify
 
 AUTHENTICATE = "SELECT id, email, role FROM public.app_authenticate($1)"
@@ -62,6 +63,7 @@ def _asyncpg_sql(statement: TextClause) -> tuple[str, tuple[str, ...]]:
 
 WEBHOOK_TARGET = _asyncpg_sql(webhooks.TARGET)
 WEBHOOK_RECORD = _asyncpg_sql(webhooks.RECORD_AND_UPSERT_ORDER)
+MARK_STALE_SQL = _asyncpg_sql(webhooks.MARK_DELIVERY_STALE)[0]
 
 pool: asyncpg.Pool | None = None
 
@@ -135,96 +137,113 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await _webhook(scope, receive, send, pool)
         return
     token = _cookie_token(scope["headers"])
-    base = _base(scope)
     if token is None:
         await _send(send, 401, b'{"detail":"Sign in to continue."}')
         return
+    # As the project does, the answer goes out after the transaction has committed.
     async with pool.acquire() as connection, connection.transaction():
-        user = await connection.fetchrow(AUTHENTICATE, hashlib.sha256(token.encode()).digest())
-        if user is None:
-            await _send(send, 401, b'{"detail":"Sign in to continue."}')
-            return
-        if scope["method"] == "GET":
-            query = parse_qs(scope["query_string"].decode())
-            limit = int(query.get("limit", ["50"])[0])
-            cursor = query.get("cursor", [None])[0]
-            created_at, row_id = None, None
-            if cursor:
-                from astra.pagination import decode_cursor
+        answer = await _signed_in(connection, scope, receive, token)
+    if answer is not None:
+        await _send(send, *answer)
 
-                created_at, row_id = decode_cursor(cursor)
-            is_admin = user["role"] == "admin"
-            args = [limit + 1] + ([] if is_admin else [user["id"]])
-            if cursor:
-                args += [created_at, row_id]
-            rows = await connection.fetch(LIST_STATEMENTS[is_admin, bool(cursor)], *args)
-            next_cursor = None
-            if len(rows) > limit:
-                from astra.pagination import encode_cursor
 
-                rows = rows[:limit]
-                next_cursor = encode_cursor(rows[-1]["created_at"], rows[-1]["id"])
-            body = _json({"items": [_item(r, base) for r in rows], "next_cursor": next_cursor})
-            await _send(send, 200, body)
-            return
-        body = await _read_body(receive)
-        if not body:  # the client went away mid-request (wrk stopping)
-            return
-        data = orjson.loads(body)
-        secret = secrets.token_urlsafe(32)
-        try:
-            row = await connection.fetchrow(
-                INSERT_SQL, user["id"], data["name"], data["type"], data["domain"], secret
-            )
-        except asyncpg.UniqueViolationError:
-            await _send(send, 409, b'{"detail":"This store is already connected."}')
-            return
-        item = _item(row, base) | {
-            "owner_email": user["email"],
-            "order_count": 0,
-            "last_order_at": None,
-            "webhook_secret": secret,
-        }
-        await _send(send, 201, _json(item))
+async def _signed_in(
+    connection: asyncpg.Connection, scope: dict[str, Any], receive: Any, token: str
+) -> tuple[int, bytes] | None:
+    user = await connection.fetchrow(AUTHENTICATE, hashlib.sha256(token.encode()).digest())
+    if user is None:
+        return 401, b'{"detail":"Sign in to continue."}'
+    base = _base(scope)
+    if scope["method"] == "GET":
+        query = parse_qs(scope["query_string"].decode())
+        limit = int(query.get("limit", ["50"])[0])
+        cursor = query.get("cursor", [None])[0]
+        is_admin = user["role"] == "admin"
+        args = [limit + 1] + ([] if is_admin else [user["id"]])
+        if cursor:
+            args += list(decode_cursor(cursor))
+        rows = await connection.fetch(LIST_STATEMENTS[is_admin, bool(cursor)], *args)
+        next_cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            next_cursor = encode_cursor(rows[-1]["created_at"], rows[-1]["id"])
+        return 200, _json({"items": [_item(r, base) for r in rows], "next_cursor": next_cursor})
+    body = await _read_body(receive)
+    if not body:  # the client went away mid-request (wrk stopping)
+        return None
+    data = orjson.loads(body)
+    secret = secrets.token_urlsafe(32)
+    try:
+        row = await connection.fetchrow(
+            INSERT_SQL, user["id"], data["name"], data["type"], data["domain"], secret
+        )
+    except asyncpg.UniqueViolationError:
+        return 409, b'{"detail":"This store is already connected."}'
+    item = _item(row, base) | {
+        "owner_email": user["email"],
+        "order_count": 0,
+        "last_order_at": None,
+        "webhook_secret": secret,
+    }
+    return 201, _json(item)
 
 
 async def _webhook(scope: dict[str, Any], receive: Any, send: Any, pool: asyncpg.Pool) -> None:
-    """A signed Shopify order update, as the project's webhook route takes it: the target
-    (which also sets the RLS context), the HMAC check, then the delivery and the order in
-    the project's one statement. The bench sends only valid, new deliveries."""
+    """A signed Shopify order, checked as the project checks it (the target, which also
+    sets the RLS context; the current or previous secret; the sending shop) and stored by
+    the project's own statement. Malformed deliveries are not part of the bench."""
     integration_id = uuid.UUID(parse_qs(scope["query_string"].decode())["id"][0])
     body = await _read_body(receive)
     if not body:  # the client went away mid-request (wrk stopping)
         return
     headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
     async with pool.acquire() as connection, connection.transaction():
-        sql, names = WEBHOOK_TARGET
-        target = await connection.fetchrow(sql, integration_id)
-        rules = PLATFORMS[target["type"]]
-        sent = rules.read_headers(headers)
-        if not verify([target["webhook_secret"]], body, sent.signature):
-            await _send(send, 401, b'{"detail":"The signature does not match."}')
-            return
-        payload = parse_payload(body)
-        order = rules.order_fields(payload.data)
-        values = {
-            "integration_id": integration_id,
-            "delivery_id": rules.idempotency_key(sent, body),
-            "user_id": target["user_id"],
-            "topic": rules.topic(sent),
-            "platform_order_id": order.platform_order_id,
-            "outcome": "stored",
-            "body_bytes": len(body),
-            "platform": target["type"],
-            "order_number": order.order_number,
-            "total": order.total,
-            "currency": order.currency,
-            "financial_status": order.financial_status,
-            "placed_at": order.placed_at,
-            "source_updated_at": order.source_updated_at,
-            "raw": payload.json_text,
-            "restore": False,
-        }
-        sql, names = WEBHOOK_RECORD
-        await connection.fetchrow(sql, *(values[name] for name in names))
-    await _send(send, 200, b'{"outcome":"stored"}')
+        answer = await _deliver(connection, integration_id, headers, body)
+    await _send(send, *answer)
+
+
+async def _deliver(
+    connection: asyncpg.Connection, integration_id: uuid.UUID, headers: dict[str, str], body: bytes
+) -> tuple[int, bytes]:
+    sql, _ = WEBHOOK_TARGET
+    target = await connection.fetchrow(sql, integration_id)
+    if target is None:
+        return 404, b'{"detail":"No integration with this id."}'
+    rules = PLATFORMS[target["type"]]
+    sent = rules.read_headers(headers)
+    secrets_ = [s for s in (target["webhook_secret"], target["previous_webhook_secret"]) if s]
+    if not verify(secrets_, body, sent.signature) or not rules.source_matches(
+        sent.source, target["domain"]
+    ):
+        return 401, b'{"detail":"The signature does not match."}'
+    payload = parse_payload(body)
+    topic = rules.topic(sent)
+    action = rules.action(topic, payload.data)
+    order = rules.order_fields(payload.data)
+    outcome = "stored" if target["is_active"] else "held"
+    values = {
+        "integration_id": integration_id,
+        "delivery_id": rules.idempotency_key(sent, body),
+        "user_id": target["user_id"],
+        "topic": topic,
+        "platform_order_id": order.platform_order_id,
+        "outcome": outcome,
+        "body_bytes": len(body),
+        "platform": target["type"],
+        "order_number": order.order_number,
+        "total": order.total,
+        "currency": order.currency,
+        "financial_status": order.financial_status,
+        "placed_at": order.placed_at,
+        "source_updated_at": order.source_updated_at,
+        "raw": payload.json_text,
+        "restore": action is OrderAction.restore,
+    }
+    sql, names = WEBHOOK_RECORD
+    recorded, written = await connection.fetchrow(sql, *(values[name] for name in names))
+    if not recorded:
+        return 200, b'{"outcome":"duplicate"}'
+    if not written and outcome == "stored":
+        await connection.execute(MARK_STALE_SQL, integration_id, values["delivery_id"])
+        return 200, b'{"outcome":"stale"}'
+    return 200, _json({"outcome": outcome})

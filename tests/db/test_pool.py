@@ -14,6 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import PASSWORD, Account, TestDatabase, client_for, make_user, running
+from tests.processes import free_port
 
 
 @pytest.fixture
@@ -93,3 +94,28 @@ async def test_twenty_concurrent_creates_of_one_domain_give_one_201(
 
     statuses = await asyncio.gather(*(create(n) for n in range(20)))
     assert sorted(statuses) == [201] + [409] * 19
+
+
+@pytest.fixture
+async def app_without_database(test_database: TestDatabase) -> AsyncIterator[FastAPI]:
+    """The app with its runtime pool pointed at a port nothing listens on."""
+    nowhere = f"postgresql://astra_app:x@127.0.0.1:{free_port()}/astra"
+    settings = test_database.settings.model_copy(update={"db_pooler_url": nowhere})
+    async with running(settings) as application:
+        yield application
+
+
+async def test_requests_refused_before_any_sql_take_no_connection(
+    app_without_database: FastAPI,
+) -> None:
+    """The transaction begins with its first statement: answers that need no database
+    (no session, a malformed webhook id) come even while it is down, and a webhook body
+    streaming in holds no pooled connection."""
+    async with client_for(app_without_database) as client:
+        assert (await client.get("/api/integrations")).status_code == 401
+        assert (await client.post("/api/webhooks/order?id=12", content=b"{}")).status_code == 404
+        needs_database = await client.get(
+            "/api/integrations", headers={"Cookie": "astra_session=some-token"}
+        )
+        assert needs_database.status_code == 503
+    assert app_without_database.state.db.engine.pool.checkedout() == 0

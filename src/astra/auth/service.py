@@ -9,12 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 import anyio
 from sqlalchemy import delete, insert, text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from astra.auth.models import Session
 from astra.auth.passwords import hash_password, verify_password
 from astra.auth.principal import Principal
-from astra.db.session import set_acting_user
+from astra.db.session import Transaction, set_acting_user
 from astra.errors import Conflict, Forbidden, NotAuthenticated
 
 AUTHENTICATE = text("SELECT id, email, role FROM public.app_authenticate(:token_hash)")
@@ -26,7 +25,7 @@ def hash_token(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-async def authenticate(db: AsyncConnection, token: str | None) -> Principal | None:
+async def authenticate(db: Transaction, token: str | None) -> Principal | None:
     """Resolve a session token and set the RLS context, in one round trip."""
     if not token:
         return None
@@ -36,7 +35,7 @@ async def authenticate(db: AsyncConnection, token: str | None) -> Principal | No
     return Principal(id=row.id, email=row.email, role=row.role)
 
 
-async def start_session(db: AsyncConnection, user_id: uuid.UUID, ttl: timedelta) -> str:
+async def start_session(db: Transaction, user_id: uuid.UUID, ttl: timedelta) -> str:
     await set_acting_user(db, user_id)
     now = datetime.now(UTC)
     # Sign-in is a good moment to forget this user's expired sessions.
@@ -48,7 +47,7 @@ async def start_session(db: AsyncConnection, user_id: uuid.UUID, ttl: timedelta)
     return token
 
 
-async def login(db: AsyncConnection, *, email: str, password: str, ttl: timedelta) -> str:
+async def login(db: Transaction, *, email: str, password: str, ttl: timedelta) -> str:
     row = (await db.execute(LOGIN_LOOKUP, {"email": email})).one_or_none()
     password_hash = row.password_hash if row else None
     # argon2 takes tens of milliseconds of CPU: keep it off the event loop.
@@ -58,13 +57,11 @@ async def login(db: AsyncConnection, *, email: str, password: str, ttl: timedelt
     return await start_session(db, row.id, ttl)
 
 
-async def logout(db: AsyncConnection, token: str) -> None:
+async def logout(db: Transaction, token: str) -> None:
     await db.execute(delete(Session).where(Session.token_hash == hash_token(token)))
 
 
-async def create_first_admin(
-    db: AsyncConnection, *, email: str, password: str, ttl: timedelta
-) -> str:
+async def create_first_admin(db: Transaction, *, email: str, password: str, ttl: timedelta) -> str:
     password_hash = await anyio.to_thread.run_sync(hash_password, password)
     user_id = (
         await db.execute(CREATE_FIRST_ADMIN, {"email": email, "password_hash": password_hash})

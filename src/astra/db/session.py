@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Mapping
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import text
+from sqlalchemy import CursorResult, Executable, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -42,23 +42,66 @@ class Database:
         await self.engine.dispose()
 
 
-async def set_acting_user(db: AsyncConnection, user_id: uuid.UUID) -> None:
+class Transaction:
+    """The request's transaction on a Core connection, begun by its first statement.
+
+    A request refused before any SQL (no session cookie, a malformed id, a webhook body
+    still streaming in) holds no pooled connection. Core, not an ORM session: every query
+    here is a Core statement returning plain rows, and the session's unit-of-work layer
+    cost a sixth of a list request's CPU.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._connection: AsyncConnection | None = None
+
+    async def execute(
+        self, statement: Executable, parameters: Mapping[str, Any] | None = None
+    ) -> CursorResult[*tuple[Any, ...]]:
+        if self._connection is None:
+            connection = await self._engine.connect()
+            try:
+                await connection.begin()
+            except BaseException:
+                await connection.close()
+                raise
+            self._connection = connection
+        return await self._connection.execute(statement, parameters)
+
+    async def end(self, *, commit: bool) -> None:
+        """Commit or roll back, and return the connection to the pool (if one was taken)."""
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        try:
+            if commit:
+                await connection.commit()
+            else:
+                await connection.rollback()
+        finally:
+            await connection.close()
+
+
+async def set_acting_user(db: Transaction, user_id: uuid.UUID) -> None:
     """Act as `user_id` for the rest of this transaction (bind parameter, never formatted)."""
     claims = json.dumps({"sub": str(user_id), "role": "authenticated"})
     await db.execute(SET_CLAIMS, {"claims": claims})
 
 
-async def transaction(request: Request) -> AsyncIterator[AsyncConnection]:
+async def transaction(request: Request) -> AsyncIterator[Transaction]:
     """Commit when the route succeeds, roll back when it raises.
 
     Used with scope="function": the commit finishes before the response is sent, so a
     2xx always means the work is durable, and a failed commit is an error, not a 2xx.
     """
     database: Database = request.app.state.db
-    async with database.engine.begin() as connection:
-        yield connection
+    db = Transaction(database.engine)
+    try:
+        yield db
+    except BaseException:
+        await db.end(commit=False)
+        raise
+    await db.end(commit=True)
 
 
-# A Core connection, not an ORM session: every query here is a Core statement returning
-# plain rows, and the session's unit-of-work layer cost a sixth of a list request's CPU.
-Db = Annotated[AsyncConnection, Depends(transaction, scope="function")]
+Db = Annotated[Transaction, Depends(transaction, scope="function")]

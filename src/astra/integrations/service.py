@@ -26,11 +26,11 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from astra.auth.models import User
 from astra.auth.principal import Principal
 from astra.crypto import encrypt
+from astra.db.session import Transaction
 from astra.errors import Conflict, Forbidden, InvalidInput, NotFound
 from astra.integrations.domains import InvalidDomain, validate_domain
 from astra.integrations.models import Integration
@@ -167,7 +167,7 @@ _INSERT = insert(integrations).returning(*PUBLIC_COLUMNS)
 
 
 async def list_integrations(
-    db: AsyncConnection, principal: Principal, *, limit: int, cursor: str | None
+    db: Transaction, principal: Principal, *, limit: int, cursor: str | None
 ) -> IntegrationPage:
     params = _viewer(principal) | {"limit": limit + 1}
     if cursor is not None:
@@ -178,7 +178,7 @@ async def list_integrations(
 
 
 async def get_integration(
-    db: AsyncConnection, principal: Principal, integration_id: uuid.UUID
+    db: Transaction, principal: Principal, integration_id: uuid.UUID
 ) -> IntegrationRow:
     params = _viewer(principal) | {"id": integration_id}
     row = (await db.execute(_GET[principal.is_admin], params)).one_or_none()
@@ -187,9 +187,7 @@ async def get_integration(
     return IntegrationRow._make(row)
 
 
-async def ensure_visible(
-    db: AsyncConnection, principal: Principal, integration_id: uuid.UUID
-) -> None:
+async def ensure_visible(db: Transaction, principal: Principal, integration_id: uuid.UUID) -> None:
     """403 or 404 unless the principal may see the integration; reads only its key, not
     the owner or the order stats that `get_integration` joins in."""
     params = _viewer(principal) | {"id": integration_id}
@@ -197,14 +195,14 @@ async def ensure_visible(
         await _refuse(db, integration_id)
 
 
-async def _refuse(db: AsyncConnection, integration_id: uuid.UUID) -> NoReturn:
+async def _refuse(db: Transaction, integration_id: uuid.UUID) -> NoReturn:
     if (await db.execute(EXISTS, {"id": integration_id})).scalar_one():
         raise Forbidden("This integration belongs to another account.")
     raise NotFound("No integration with this id.")
 
 
 async def create_integration(
-    db: AsyncConnection, principal: Principal, data: IntegrationCreate, *, encryption_key: bytes
+    db: Transaction, principal: Principal, data: IntegrationCreate, *, encryption_key: bytes
 ) -> tuple[IntegrationRow, str]:
     secret = new_webhook_secret()
     token = data.admin_access_token
@@ -221,7 +219,7 @@ async def create_integration(
 
 
 async def update_integration(
-    db: AsyncConnection,
+    db: Transaction,
     principal: Principal,
     integration_id: uuid.UUID,
     data: IntegrationUpdate,
@@ -251,7 +249,7 @@ async def update_integration(
 
 
 async def set_webhook_secret(
-    db: AsyncConnection,
+    db: Transaction,
     principal: Principal,
     integration_id: uuid.UUID,
     *,
@@ -292,14 +290,14 @@ async def set_webhook_secret(
 
 
 async def delete_integration(
-    db: AsyncConnection, principal: Principal, integration_id: uuid.UUID
+    db: Transaction, principal: Principal, integration_id: uuid.UUID
 ) -> None:
     await ensure_visible(db, principal, integration_id)
     await db.execute(delete(integrations).where(integrations.c.id == integration_id))
 
 
 async def _execute_unique(
-    db: AsyncConnection, statement: Executable, values: dict[str, Any] | None = None
+    db: Transaction, statement: Executable, values: dict[str, Any] | None = None
 ) -> Result[Any]:
     """Execute, turning the domain's unique violation into a 409.
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Row, Select, Table, select, tuple_
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from astra.auth.principal import Principal
+from astra.db.session import Transaction
 from astra.integrations.service import ensure_visible
 from astra.orders.models import Order
 from astra.pagination import decode_cursor, split_page
@@ -51,7 +51,7 @@ def visible_orders(principal: Principal) -> Select[Any]:
 
 
 async def list_orders(
-    db: AsyncConnection,
+    db: Transaction,
     principal: Principal,
     *,
     integration_id: uuid.UUID | None,

@@ -75,7 +75,7 @@ WEBHOOK_OPENAPI: dict[str, Any] = {
     openapi_extra=WEBHOOK_OPENAPI,
 )
 async def receive_order(request: Request, db: Db) -> WebhookReceipt:
-    """No session: the store proves itself with the signature over the raw body
+    """No sign-in: the store proves itself with the signature over the raw body
     (X-Shopify-Hmac-Sha256 or X-WC-Webhook-Signature). A 200 means the delivery is
     committed; the same delivery again is a 200 that stores nothing new."""
     target = _integration_id(request.query_params.get("id"))

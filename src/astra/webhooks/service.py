@@ -21,9 +21,9 @@ from typing import Any, Literal, TypeVar, cast
 
 from sqlalchemy import Row, Table, select, text
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from astra.auth.principal import Principal
+from astra.db.session import Transaction
 from astra.errors import AstraError, NotAuthenticated, NotFound
 from astra.integrations.service import ensure_visible
 from astra.webhooks.models import DeliveryOutcome, WebhookDelivery
@@ -84,7 +84,8 @@ _RECORD_WITH_ORDER = """
              CAST(:financial_status AS text), CAST(:placed_at AS timestamptz),
              CAST(:source_updated_at AS timestamptz), CAST(:raw AS jsonb), {deleted_at}
       WHERE EXISTS (SELECT FROM recorded)
-      ON CONFLICT (integration_id, platform_order_id) DO UPDATE SET {on_conflict}
+      ON CONFLICT (integration_id, platform_order_id) DO UPDATE SET {update}
+      {version_check}
       RETURNING o.id
     )
     SELECT EXISTS (SELECT FROM recorded) AS recorded, EXISTS (SELECT FROM written) AS written
@@ -93,15 +94,17 @@ RECORD_AND_UPSERT_ORDER = text(
     _RECORD_WITH_ORDER.format(
         record=_RECORD_DELIVERY,
         deleted_at="NULL",
-        on_conflict="""
+        update="""
         order_number = EXCLUDED.order_number, total = EXCLUDED.total,
         currency = EXCLUDED.currency, financial_status = EXCLUDED.financial_status,
         placed_at = EXCLUDED.placed_at, source_updated_at = EXCLUDED.source_updated_at,
         raw = EXCLUDED.raw, updated_at = now(),
         -- Only a restore brings a deleted order back; a late update of it does not.
-        deleted_at = CASE WHEN CAST(:restore AS boolean) THEN NULL ELSE o.deleted_at END
-      -- Ties go to the later arrival: Shopify sends orders/paid and orders/updated for one
-      -- change with the same updated_at.
+        deleted_at = CASE WHEN CAST(:restore AS boolean) THEN NULL ELSE o.deleted_at END""",
+        # An older version never overwrites a newer one. Ties go to the later arrival:
+        # Shopify sends orders/paid and orders/updated for one change with one updated_at.
+        # (Under READ COMMITTED, ON CONFLICT compares with the newest committed version.)
+        version_check="""
       WHERE o.source_updated_at IS NULL
          OR EXCLUDED.source_updated_at >= o.source_updated_at""",
     )
@@ -111,7 +114,8 @@ RECORD_AND_DELETE_ORDER = text(
     _RECORD_WITH_ORDER.format(
         record=_RECORD_DELIVERY,
         deleted_at="now()",
-        on_conflict="deleted_at = coalesce(o.deleted_at, now()), updated_at = now()",
+        update="deleted_at = coalesce(o.deleted_at, now()), updated_at = now()",
+        version_check="",
     )
 )
 NO_INTEGRATION = "No integration with this id."
@@ -166,7 +170,7 @@ class Delivery:
 
 
 async def receive_order_webhook(
-    db: AsyncConnection,
+    db: Transaction,
     *,
     integration_id: uuid.UUID,
     headers: Mapping[str, str],
@@ -262,7 +266,7 @@ def _refused(integration_id: uuid.UUID, reason: str) -> None:
     log.info("webhook refused", extra={"integration_id": str(integration_id), "reason": reason})
 
 
-async def _find_target(db: AsyncConnection, integration_id: uuid.UUID) -> Row[Any] | None:
+async def _find_target(db: Transaction, integration_id: uuid.UUID) -> Row[Any] | None:
     return (await db.execute(TARGET, {"id": integration_id})).one_or_none()
 
 
@@ -277,7 +281,7 @@ def _planned_outcome(action: OrderAction, is_active: bool) -> DeliveryOutcome:
 
 
 async def _record(
-    db: AsyncConnection, integration_id: uuid.UUID, target: Row[Any], delivery: Delivery
+    db: Transaction, integration_id: uuid.UUID, target: Row[Any], delivery: Delivery
 ) -> Receipt:
     outcome = _planned_outcome(delivery.action, target.is_active)
     order = delivery.order
@@ -321,7 +325,7 @@ async def _record(
 
 
 async def list_deliveries(
-    db: AsyncConnection, principal: Principal, integration_id: uuid.UUID, *, limit: int
+    db: Transaction, principal: Principal, integration_id: uuid.UUID, *, limit: int
 ) -> list[Row[Any]]:
     """The newest deliveries of one integration the principal may see (403/404 otherwise)."""
     await ensure_visible(db, principal, integration_id)

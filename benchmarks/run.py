@@ -248,7 +248,7 @@ def wait_for_200(url: str, timeout: float) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--seconds", type=int, default=6)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
@@ -327,7 +327,7 @@ def main() -> int:
     report(scenarios, args.connections)
     # What bounds the ratios: each app's own CPU per request, measured in-process.
     signed = cpu_split.read_deliveries(deliveries)
-    asyncio.run(cpu_split.measure(settings, signed, requests=800, rounds=5))
+    asyncio.run(cpu_split.measure(settings, signed, requests=600, rounds=3))
     return 0
 
 

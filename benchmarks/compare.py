@@ -1,0 +1,126 @@
+"""Before and after, side by side in one run: an earlier commit's server against this
+checkout's, on the same seeded database, alternating wrk runs.
+
+    .venv/bin/python -m benchmarks.compare --before d71f32e
+
+The earlier commit is checked out into a temporary git worktree and served from there
+(PYTHONPATH puts its `src` ahead of the installed one); both use this checkout's virtual
+environment, so only the project's own code differs. It must share this checkout's
+migrations. Prints req/s and p99 for each side and the ratio after / before.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from astra.settings import Settings
+from benchmarks import run, seed, webhook_payloads
+
+BEFORE_PORT, AFTER_PORT = 8103, 8100
+SCENARIOS = {
+    "floor: anonymous GET /api/integrations -> 401": ("/api/integrations", None, None),
+    "seller GET /api/integrations (20 stores)": ("/api/integrations", seed.SELLER_20, None),
+    "POST /api/integrations": ("/api/integrations", seed.POSTING_SELLER, "post_integration.lua"),
+    "signed Shopify deliveries": ("/api/webhooks/order", seed.SELLER_20, "webhook.lua"),
+}
+
+
+def serve(port: int, src: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    run.ensure_free(port)
+    command = [sys.executable, "-m", "astra.cli", "serve", "--port", str(port)]
+    command += ["--workers", str(run.WORKERS)]
+    return subprocess.Popen(
+        command,
+        env=env | {"PYTHONPATH": str(src)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--before", required=True, help="the earlier commit (any git rev)")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=6)
+    args = parser.parse_args()
+
+    env = dict(os.environ)
+    env.setdefault("ASTRA_DATA_DIR", str(run.ROOT.parent / ".astra-bench"))
+    env["ASTRA_ACCESS_LOG"] = "false"
+    os.environ.update(env)
+    settings = Settings()
+    print("Seeding ...", flush=True)
+    seed.seed(settings)
+    deliveries = run.RESULTS / "webhooks.tsv"
+    run.RESULTS.mkdir(exist_ok=True)
+    webhook_payloads.write(settings, deliveries)
+    env["WEBHOOK_DELIVERIES"] = str(deliveries)
+
+    with tempfile.TemporaryDirectory() as scratch:
+        worktree = Path(scratch) / "before"
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(worktree), args.before],
+            check=True,
+            capture_output=True,
+        )
+        try:
+            servers = [
+                serve(BEFORE_PORT, worktree / "src", env),
+                serve(AFTER_PORT, run.ROOT.parent / "src", env),
+            ]
+            try:
+                run.wait_until_up(BEFORE_PORT)
+                run.wait_until_up(AFTER_PORT)
+                compare(env, args.before, args.runs, args.seconds)
+            finally:
+                for server in servers:
+                    server.terminate()
+                    server.wait(timeout=30)
+        finally:
+            subprocess.run(
+                ["git", "worktree", "remove", "--force", str(worktree)],
+                check=True,
+                capture_output=True,
+            )
+    return 0
+
+
+def compare(env: dict[str, str], before: str, runs: int, seconds: int) -> None:
+    print(f"\nwrk, 32 connections, {seconds} s per run, median of {runs}; before = {before}\n")
+    print(
+        "| scenario | before req/s | after req/s | after / before | before p99 ms | after p99 ms |"
+    )
+    print("|---|---|---|---|---|---|")
+    for name, (path, email, script) in SCENARIOS.items():
+        figures: dict[int, list[run.Figure]] = {BEFORE_PORT: [], AFTER_PORT: []}
+        for _ in range(runs):
+            for port in (BEFORE_PORT, AFTER_PORT):
+                figures[port].append(
+                    run.wrk(
+                        port,
+                        path,
+                        cookie=seed.session_token(email) if email else None,
+                        script=script,
+                        connections=32,
+                        seconds=seconds,
+                        env=env,
+                    )
+                )
+        rps = {port: statistics.median(f.rps for f in runs_) for port, runs_ in figures.items()}
+        p99 = {port: statistics.median(f.p99_ms for f in runs_) for port, runs_ in figures.items()}
+        print(
+            f"| {name} | {rps[BEFORE_PORT]:.0f} | {rps[AFTER_PORT]:.0f} | "
+            f"{rps[AFTER_PORT] / rps[BEFORE_PORT]:.2f} | {p99[BEFORE_PORT]:.1f} | "
+            f"{p99[AFTER_PORT]:.1f} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

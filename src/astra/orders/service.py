@@ -13,27 +13,13 @@ from astra.auth.principal import Principal
 from astra.db.session import Transaction
 from astra.integrations.service import ensure_visible
 from astra.orders.models import Order
+from astra.orders.schemas import OrderRead
 from astra.pagination import decode_cursor, split_page
 
 orders = cast(Table, Order.__table__)
-# What a reader sees of an order: not the raw payload, which can be large.
-READ_COLUMNS = tuple(
-    orders.c[name]
-    for name in (
-        "id",
-        "integration_id",
-        "platform",
-        "platform_order_id",
-        "order_number",
-        "total",
-        "currency",
-        "financial_status",
-        "placed_at",
-        "source_updated_at",
-        "received_at",
-        "updated_at",
-    )
-)
+# What a reader sees of an order (the OrderRead fields): not the raw payload, which can
+# be large.
+READ_COLUMNS = tuple(orders.c[name] for name in OrderRead.model_fields)
 
 
 @dataclass(frozen=True, slots=True)

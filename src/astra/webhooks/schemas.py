@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from astra.webhooks.models import DeliveryOutcome
-from astra.webhooks.service import Receipt
+
+Receipt = Literal["stored", "stale", "deleted", "ignored", "held", "duplicate", "ping"]
 
 
 class WebhookReceipt(BaseModel):

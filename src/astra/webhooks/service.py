@@ -17,7 +17,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Row, Table, select, text
 from sqlalchemy.exc import SQLAlchemyError
@@ -37,6 +37,7 @@ from astra.webhooks.platforms import (
     PlatformRules,
     parse_payload,
 )
+from astra.webhooks.schemas import DeliveryRead, Receipt
 from astra.webhooks.signatures import verify
 
 log = logging.getLogger(__name__)
@@ -121,22 +122,10 @@ RECORD_AND_DELETE_ORDER = text(
 NO_INTEGRATION = "No integration with this id."
 
 deliveries = cast(Table, WebhookDelivery.__table__)
-# The delivery log as sellers read it.
-DELIVERY_COLUMNS = tuple(
-    deliveries.c[name]
-    for name in (
-        "delivery_id",
-        "topic",
-        "platform_order_id",
-        "outcome",
-        "body_bytes",
-        "received_at",
-    )
-)
+# The delivery log as sellers read it: the columns DeliveryRead shows.
+DELIVERY_COLUMNS = tuple(deliveries.c[name] for name in DeliveryRead.model_fields)
 
 T = TypeVar("T")
-
-Receipt = Literal["stored", "stale", "deleted", "ignored", "held", "duplicate", "ping"]
 
 
 class MalformedBody(AstraError):

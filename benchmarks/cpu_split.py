@@ -158,7 +158,7 @@ async def _sql_only(settings: Settings, requests: int, rounds: int) -> tuple[flo
     database = Database(app_url(settings), pool_size=CONCURRENCY, max_overflow=0)
     raw_url = app_url(settings).set(drivername="postgresql").render_as_string(hide_password=False)
     pool = await asyncpg.create_pool(raw_url, min_size=CONCURRENCY, max_size=CONCURRENCY)
-    list_sql = raw_app.LIST_STATEMENTS[False, False]
+    listing = raw_app.LIST_PAGE[False, False]
 
     async def with_sqlalchemy(i: int) -> int:
         db = Transaction(database.engine)
@@ -170,8 +170,9 @@ async def _sql_only(settings: Settings, requests: int, rounds: int) -> tuple[flo
 
     async def with_asyncpg(i: int) -> int:
         async with pool.acquire() as connection, connection.transaction():
-            user = await connection.fetchrow(raw_app.AUTHENTICATE, hash_token(token))
-            rows = await connection.fetch(list_sql, 51, user["id"])
+            user = await connection.fetchrow(raw_app.AUTHENTICATE.sql, hash_token(token))
+            values = {"viewer_id": user["id"], "limit": 51}
+            rows = await connection.fetch(listing.sql, *listing.args(values))
         return 200 if rows else 500
 
     try:

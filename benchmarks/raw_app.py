@@ -11,59 +11,49 @@ import hashlib
 import os
 import secrets
 import uuid
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
 import asyncpg
 import orjson
-from sqlalchemy import TextClause
+from sqlalchemy import Executable
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 
+from astra.auth import service as auth
+from astra.integrations import service as integrations
 from astra.pagination import decode_cursor, encode_cursor
 from astra.webhooks import service as webhooks
 from astra.webhooks.platforms import PLATFORMS, OrderAction, parse_payload
 from astra.webhooks.signatures import verify
 
-AUTHENTICATE = "SELECT id, email, role FROM public.app_authenticate($1)"
-# The project's list statement, with its per-store order stats; sellers get the owner
-# condition, admins none, and a cursor adds the keyset condition.
-LIST_SQL = """
-SELECT i.id, i.user_id, i.name, i.type, i.domain, i.is_active, i.created_at, i.updated_at,
-       i.admin_access_token IS NOT NULL AS has_admin_access_token, u.email AS owner_email,
-       s.order_count, s.last_order_at
-FROM public.integrations i JOIN public.users u ON u.id = i.user_id
-JOIN LATERAL (SELECT count(*) AS order_count, max(o.received_at) AS last_order_at
-              FROM public.orders o
-              WHERE o.integration_id = i.id AND o.deleted_at IS NULL) AS s ON true
-WHERE {conditions}
-ORDER BY i.created_at DESC, i.id DESC
-LIMIT $1
-"""
-SELLER, AFTER = "i.user_id = $2", "(i.created_at, i.id) < ($3, $4)"
-LIST_STATEMENTS = {
-    (False, False): LIST_SQL.format(conditions=SELLER),
-    (False, True): LIST_SQL.format(conditions=f"{SELLER} AND {AFTER}"),
-    (True, False): LIST_SQL.format(conditions="true"),
-    (True, True): LIST_SQL.format(conditions=AFTER.replace("$3", "$2").replace("$4", "$3")),
-}
-INSERT_SQL = """
-INSERT INTO public.integrations (user_id, name, type, domain, webhook_secret)
-VALUES ($1, $2, $3, $4, $5)
-RETURNING id, user_id, name, type, domain, is_active, created_at, updated_at,
-          admin_access_token IS NOT NULL AS has_admin_access_token
-"""
+
+@dataclass(frozen=True)
+class Statement:
+    """One of the project's own statements as asyncpg runs it: $n placeholders, and the
+    names of its parameters in their order."""
+
+    sql: str
+    names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, statement: Executable, column_keys: list[str] | None = None) -> Statement:
+        compiled = statement.compile(dialect=asyncpg_dialect(), column_keys=column_keys)
+        return cls(str(compiled), tuple(compiled.positiontup or ()))
+
+    def args(self, values: dict[str, Any]) -> list[Any]:
+        return [values[name] for name in self.names]
 
 
-def _asyncpg_sql(statement: TextClause) -> tuple[str, tuple[str, ...]]:
-    """The project's own webhook statement as asyncpg runs it: $n placeholders, and the
-    parameter names in their order."""
-    compiled = statement.compile(dialect=asyncpg_dialect())
-    return str(compiled), tuple(compiled.positiontup or ())
-
-
-WEBHOOK_TARGET = _asyncpg_sql(webhooks.TARGET)
-WEBHOOK_RECORD = _asyncpg_sql(webhooks.RECORD_AND_UPSERT_ORDER)
-MARK_STALE_SQL = _asyncpg_sql(webhooks.MARK_DELIVERY_STALE)[0]
+AUTHENTICATE = Statement.of(auth.AUTHENTICATE)
+LIST_PAGE = {key: Statement.of(query) for key, query in integrations.LIST_PAGE.items()}
+INSERT_INTEGRATION = Statement.of(
+    integrations.INSERT_INTEGRATION,
+    column_keys=["user_id", "name", "type", "domain", "webhook_secret"],
+)
+WEBHOOK_TARGET = Statement.of(webhooks.TARGET)
+WEBHOOK_RECORD = Statement.of(webhooks.RECORD_AND_UPSERT_ORDER)
+MARK_STALE = Statement.of(webhooks.MARK_DELIVERY_STALE)
 
 pool: asyncpg.Pool | None = None
 
@@ -150,7 +140,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 async def _signed_in(
     connection: asyncpg.Connection, scope: dict[str, Any], receive: Any, token: str
 ) -> tuple[int, bytes] | None:
-    user = await connection.fetchrow(AUTHENTICATE, hashlib.sha256(token.encode()).digest())
+    user = await connection.fetchrow(AUTHENTICATE.sql, hashlib.sha256(token.encode()).digest())
     if user is None:
         return 401, b'{"detail":"Sign in to continue."}'
     base = _base(scope)
@@ -158,11 +148,11 @@ async def _signed_in(
         query = parse_qs(scope["query_string"].decode())
         limit = int(query.get("limit", ["50"])[0])
         cursor = query.get("cursor", [None])[0]
-        is_admin = user["role"] == "admin"
-        args = [limit + 1] + ([] if is_admin else [user["id"]])
+        values: dict[str, Any] = {"viewer_id": user["id"], "limit": limit + 1}
         if cursor:
-            args += list(decode_cursor(cursor))
-        rows = await connection.fetch(LIST_STATEMENTS[is_admin, bool(cursor)], *args)
+            values["after_at"], values["after_id"] = decode_cursor(cursor)
+        statement = LIST_PAGE[user["role"] == "admin", bool(cursor)]
+        rows = await connection.fetch(statement.sql, *statement.args(values))
         next_cursor = None
         if len(rows) > limit:
             rows = rows[:limit]
@@ -174,9 +164,8 @@ async def _signed_in(
     data = orjson.loads(body)
     secret = secrets.token_urlsafe(32)
     try:
-        row = await connection.fetchrow(
-            INSERT_SQL, user["id"], data["name"], data["type"], data["domain"], secret
-        )
+        values = {"user_id": user["id"], "webhook_secret": secret} | data
+        row = await connection.fetchrow(INSERT_INTEGRATION.sql, *INSERT_INTEGRATION.args(values))
     except asyncpg.UniqueViolationError:
         return 409, b'{"detail":"This store is already connected."}'
     item = _item(row, base) | {
@@ -205,8 +194,7 @@ async def _webhook(scope: dict[str, Any], receive: Any, send: Any, pool: asyncpg
 async def _deliver(
     connection: asyncpg.Connection, integration_id: uuid.UUID, headers: dict[str, str], body: bytes
 ) -> tuple[int, bytes]:
-    sql, _ = WEBHOOK_TARGET
-    target = await connection.fetchrow(sql, integration_id)
+    target = await connection.fetchrow(WEBHOOK_TARGET.sql, integration_id)
     if target is None:
         return 404, b'{"detail":"No integration with this id."}'
     rules = PLATFORMS[target["type"]]
@@ -239,11 +227,10 @@ async def _deliver(
         "raw": payload.json_text,
         "restore": action is OrderAction.restore,
     }
-    sql, names = WEBHOOK_RECORD
-    recorded, written = await connection.fetchrow(sql, *(values[name] for name in names))
+    recorded, written = await connection.fetchrow(WEBHOOK_RECORD.sql, *WEBHOOK_RECORD.args(values))
     if not recorded:
         return 200, b'{"outcome":"duplicate"}'
     if not written and outcome == "stored":
-        await connection.execute(MARK_STALE_SQL, integration_id, values["delivery_id"])
+        await connection.execute(MARK_STALE.sql, *MARK_STALE.args(values))
         return 200, b'{"outcome":"stale"}'
     return 200, _json({"outcome": outcome})

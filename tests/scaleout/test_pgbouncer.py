@@ -16,7 +16,6 @@ import os
 import random
 import secrets
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -38,7 +37,7 @@ from astra.auth.deps import SESSION_COOKIE
 from astra.db import migrate
 from astra.settings import Settings
 from tests.conftest import TestDatabase, _create_database, make_user
-from tests.processes import free_port, stop
+from tests.processes import HOST, free_port, start_serve, stop, wait_until_serving
 from tests.scaleout.pgbouncer import PgBouncer, pgbouncer_binary, running_pgbouncer
 
 pytestmark = [
@@ -167,39 +166,17 @@ def app_urls(
 
 @contextmanager
 def _serving(env: dict[str, str], logs: Path) -> Iterator[list[str]]:
-    processes: list[tuple[subprocess.Popen[bytes], str, Path]] = []
+    started: list[tuple[subprocess.Popen[bytes], str, Path]] = []
     try:
         for index in range(APP_PROCESSES):
-            port = free_port()
-            log = logs / f"app-{index}.log"
-            with log.open("wb") as output:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "astra.cli", "serve", "--port", str(port)],
-                    env=env,
-                    stdout=output,
-                    stderr=subprocess.STDOUT,
-                )
-            processes.append((process, f"http://127.0.0.1:{port}", log))
-        for process, url, log in processes:
-            _wait_until_serving(process, url, log)
-        yield [url for _, url, _ in processes]
+            port, log = free_port(), logs / f"app-{index}.log"
+            started.append((start_serve(env, port, log), f"http://{HOST}:{port}", log))
+        for process, url, log in started:
+            wait_until_serving(process, url, log, timeout=60)
+        yield [url for _, url, _ in started]
     finally:
-        for process, _, _ in processes:
+        for process, _, _ in started:
             stop(process, timeout=15)
-
-
-def _wait_until_serving(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"astra serve exited:\n{log.read_text(errors='replace')}")
-        try:
-            if httpx.get(f"{url}/api/auth/me", timeout=2).status_code == 401:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"astra serve did not answer at {url}:\n{log.read_text(errors='replace')}")
 
 
 # Seed: accounts and sessions as the owner, integrations through the app (and pgbouncer)

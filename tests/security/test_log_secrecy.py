@@ -81,9 +81,10 @@ async def live_server(test_database: TestDatabase) -> AsyncIterator[httpx.AsyncC
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        while not server.started:
-            assert not serving.done(), serving.exception()
-            await asyncio.sleep(0.01)
+        async with asyncio.timeout(30):
+            while not server.started:
+                assert not serving.done(), serving.exception()
+                await asyncio.sleep(0.01)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
             yield client
     finally:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+# How long clients and stores are asked to wait while the database is unavailable.
+OUTAGE_RETRY_SECONDS = 5
+
 
 class AstraError(Exception):
     status_code = 400
+    # Seconds the client should wait before trying again (sent as Retry-After), if any.
+    retry_after: int | None = None
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)

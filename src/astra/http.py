@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from sqlalchemy import exc as sa_exc
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from astra.errors import AstraError, InvalidInput, TooManyRequests
+from astra.errors import OUTAGE_RETRY_SECONDS, AstraError, InvalidInput
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,6 @@ _DESCRIPTIONS = {
     503: "The database is unavailable; retry after the Retry-After seconds",
 }
 DATABASE_DOWN = "The database is unavailable right now. Try again in a few seconds."
-RETRY_AFTER_SECONDS = "5"
 
 
 class FastJSONResponse(Response):
@@ -86,11 +85,7 @@ async def _astra_error(request: Request, exc: Exception) -> JSONResponse:
         loc = [exc.location, exc.field]
         body: Any = [{"loc": loc, "msg": exc.detail, "type": "value_error"}]
         return JSONResponse({"detail": body}, status_code=exc.status_code)
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
-    if exc.status_code == 503:
-        # The webhook route's own 503 (the delivery was rolled back) says when to retry,
-        # as the outage handler's does: stores and clients back off instead of hammering.
-        headers = {"Retry-After": RETRY_AFTER_SECONDS}
+    headers = None if exc.retry_after is None else {"Retry-After": str(exc.retry_after)}
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
 
@@ -129,7 +124,9 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     if _is_outage(exc):
         logger.warning("database unavailable", extra={"error": type(exc).__name__})
         return JSONResponse(
-            {"detail": DATABASE_DOWN}, status_code=503, headers={"Retry-After": RETRY_AFTER_SECONDS}
+            {"detail": DATABASE_DOWN},
+            status_code=503,
+            headers={"Retry-After": str(OUTAGE_RETRY_SECONDS)},
         )
     # The engine hides bound parameters, so the traceback carries no secrets.
     logger.error("database error", extra={"error": type(exc).__name__}, exc_info=exc)

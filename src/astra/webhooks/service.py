@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from astra.auth.principal import Principal
 from astra.db.session import Transaction
-from astra.errors import AstraError, NotAuthenticated, NotFound
+from astra.errors import OUTAGE_RETRY_SECONDS, AstraError, NotAuthenticated, NotFound
 from astra.integrations.service import ensure_visible
 from astra.webhooks.models import DeliveryOutcome, WebhookDelivery
 from astra.webhooks.platforms import (
@@ -141,9 +141,11 @@ class BodyTooLarge(AstraError):
 
 
 class DeliveryFailed(AstraError):
-    """The delivery could not be stored; the platform should send it again."""
+    """The delivery could not be stored; the platform should send it again, and is told
+    when (Retry-After), as the outage handler tells everyone."""
 
     status_code = 503
+    retry_after = OUTAGE_RETRY_SECONDS
 
 
 @dataclass(frozen=True, slots=True)

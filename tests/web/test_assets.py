@@ -37,3 +37,12 @@ async def test_assets_are_lean_and_answer_304_to_their_etag(anonymous: httpx.Asy
     )
     assert again.status_code == 304
     assert again.content == b""
+
+
+async def test_a_list_or_weak_form_of_the_etag_is_also_304(anonymous: httpx.AsyncClient) -> None:
+    etag = (await anonymous.get("/static/js/ui.js")).headers["etag"]
+    for sent in (f'"other", {etag}', f"W/{etag}"):
+        again = await anonymous.get("/static/js/ui.js", headers={"if-none-match": sent})
+        assert again.status_code == 304, sent
+    changed = await anonymous.get("/static/js/ui.js", headers={"if-none-match": '"other"'})
+    assert changed.status_code == 200

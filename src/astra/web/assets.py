@@ -58,7 +58,8 @@ class StaticAssets(StaticFiles):
             return response
         body, etag = _lean_file(str(full_path), stat_result.st_mtime_ns)
         headers = {"Cache-Control": "no-cache", "ETag": etag}
-        if Headers(scope=scope).get("if-none-match") == etag:
+        # Starlette's own rule: lists of tags, weak tags and "*" are understood as well.
+        if self.is_not_modified(Headers(headers), Headers(scope=scope)):
             return Response(status_code=304, headers=headers)
         return Response(body, status_code, headers=headers, media_type=_MEDIA_TYPES[suffix])
 

@@ -12,15 +12,12 @@ migrations. Prints req/s and p99 for each side and the ratio after / before.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from astra.settings import Settings
-from benchmarks import run, seed, webhook_payloads
+from benchmarks import run, seed
 
 BEFORE_PORT, AFTER_PORT = 8103, 8100
 SCENARIOS = {
@@ -32,15 +29,8 @@ SCENARIOS = {
 
 
 def serve(port: int, src: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    run.ensure_free(port)
-    command = [sys.executable, "-m", "astra.cli", "serve", "--port", str(port)]
-    command += ["--workers", str(run.WORKERS)]
-    return subprocess.Popen(
-        command,
-        env=env | {"PYTHONPATH": str(src)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    """The project as `make bench` serves it, its code taken from `src`."""
+    return run.serve_project(port, env | {"PYTHONPATH": str(src)})
 
 
 def main() -> int:
@@ -50,17 +40,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=6)
     args = parser.parse_args()
 
-    env = dict(os.environ)
-    env.setdefault("ASTRA_DATA_DIR", str(run.ROOT.parent / ".astra-bench"))
-    env["ASTRA_ACCESS_LOG"] = "false"
-    os.environ.update(env)
-    settings = Settings()
-    print("Seeding ...", flush=True)
-    seed.seed(settings)
-    deliveries = run.RESULTS / "webhooks.tsv"
-    run.RESULTS.mkdir(exist_ok=True)
-    webhook_payloads.write(settings, deliveries)
-    env["WEBHOOK_DELIVERIES"] = str(deliveries)
+    env, _, _ = run.prepare()
 
     with tempfile.TemporaryDirectory() as scratch:
         worktree = Path(scratch) / "before"

@@ -156,7 +156,7 @@ async def _sql_only(settings: Settings, requests: int, rounds: int) -> tuple[flo
 
     token = seed.session_token(seed.SELLER_20)
     database = Database(app_url(settings), pool_size=CONCURRENCY, max_overflow=0)
-    raw_url = app_url(settings).set(drivername="postgresql").render_as_string(hide_password=False)
+    raw_url = raw_app.database_url(settings)
     pool = await asyncpg.create_pool(raw_url, min_size=CONCURRENCY, max_size=CONCURRENCY)
     listing = raw_app.LIST_PAGE[False, False]
 
@@ -196,9 +196,7 @@ def read_deliveries(path: Path) -> list[list[str]]:
 async def measure(
     settings: Settings, deliveries: list[list[str]], requests: int, rounds: int
 ) -> None:
-    os.environ["RAW_DATABASE_URL"] = (
-        app_url(settings).set(drivername="postgresql").render_as_string(hide_password=False)
-    )
+    os.environ["RAW_DATABASE_URL"] = raw_app.database_url(settings)
     project, raw = create_app(settings), raw_app.app
     stops = [await _start(project), await _start(raw)]
     try:

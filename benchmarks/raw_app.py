@@ -21,8 +21,10 @@ from sqlalchemy import Executable
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 
 from astra.auth import service as auth
+from astra.db.urls import app_url
 from astra.integrations import service as integrations
 from astra.pagination import decode_cursor, encode_cursor
+from astra.settings import Settings
 from astra.webhooks import service as webhooks
 from astra.webhooks.platforms import PLATFORMS, OrderAction, parse_payload
 from astra.webhooks.signatures import verify
@@ -56,6 +58,14 @@ WEBHOOK_RECORD = Statement.of(webhooks.RECORD_AND_UPSERT_ORDER)
 MARK_STALE = Statement.of(webhooks.MARK_DELIVERY_STALE)
 
 pool: asyncpg.Pool | None = None
+
+
+def database_url(settings: Settings) -> str:
+    """The app role's URL as asyncpg takes it: without the pooler's statement-cache switch,
+    which SQLAlchemy reads and asyncpg would send to the server as a setting."""
+    url = app_url(settings).set(drivername="postgresql")
+    url = url.difference_update_query(["prepared_statement_cache_size"])
+    return url.render_as_string(hide_password=False)
 
 
 def _cookie_token(headers: list[tuple[bytes, bytes]]) -> str | None:

@@ -25,10 +25,10 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from astra.db.urls import app_url, owner_url
+from astra.db.urls import owner_url
 from astra.pagination import encode_cursor
 from astra.settings import Settings
-from benchmarks import chart, cpu_split, seed, webhook_payloads
+from benchmarks import chart, cpu_split, raw_app, seed, webhook_payloads
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -115,20 +115,21 @@ def ensure_free(port: int) -> None:
             raise SystemExit(f"Port {port} is taken by another server; stop it and run again.")
 
 
+def serve_project(port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """`astra serve` as production runs it: one worker per core."""
+    ensure_free(port)
+    command = [sys.executable, "-m", "astra.cli", "serve", "--port", str(port)]
+    return subprocess.Popen(
+        [*command, "--workers", str(WORKERS)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def start_servers(settings: Settings, env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
     for port in (PROJECT_PORT, RAW_PORT):
         ensure_free(port)
-    astra = [
-        sys.executable,
-        "-m",
-        "astra.cli",
-        "serve",
-        "--port",
-        str(PROJECT_PORT),
-        "--workers",
-        str(WORKERS),
-    ]
-    raw_url = app_url(settings).set(drivername="postgresql").render_as_string(hide_password=False)
     raw = [
         sys.executable,
         "-m",
@@ -142,9 +143,10 @@ def start_servers(settings: Settings, env: dict[str, str]) -> list[subprocess.Po
         "warning",
         "--no-access-log",
     ]
+    raw_env = env | {"RAW_DATABASE_URL": raw_app.database_url(settings)}
     servers = [
-        subprocess.Popen(astra, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-        subprocess.Popen(raw, env=env | {"RAW_DATABASE_URL": raw_url}, stdout=subprocess.DEVNULL),
+        serve_project(PROJECT_PORT, env),
+        subprocess.Popen(raw, env=raw_env, stdout=subprocess.DEVNULL),
     ]
     wait_until_up(PROJECT_PORT)
     wait_until_up(RAW_PORT)
@@ -246,13 +248,9 @@ def wait_for_200(url: str, timeout: float) -> None:
     raise RuntimeError(f"{url} never answered 200")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=6)
-    parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
-
+def prepare() -> tuple[dict[str, str], Settings, Path]:
+    """Seed the benchmark database and sign the webhook deliveries; returns the servers'
+    environment, the settings, and the deliveries file (wrk's webhook.lua reads it)."""
     env = dict(os.environ)
     env.setdefault("ASTRA_DATA_DIR", str(ROOT.parent / ".astra-bench"))
     env["ASTRA_ACCESS_LOG"] = "false"
@@ -262,11 +260,21 @@ def main() -> int:
     print(
         "  seed timings (s):", {k: round(v, 1) for k, v in seed.seed(settings).items()}, flush=True
     )
-
     deliveries = RESULTS / "webhooks.tsv"
     RESULTS.mkdir(exist_ok=True)
     print("  signed deliveries prepared:", webhook_payloads.write(settings, deliveries), flush=True)
     env["WEBHOOK_DELIVERIES"] = str(deliveries)
+    return env, settings, deliveries
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=6)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+
+    env, settings, deliveries = prepare()
     deep = f"/api/integrations?cursor={asyncio.run(cursor_at(settings, DEEP_ROWS))}"
     scenarios = [
         # What the framework costs on its own: no cookie, so no database on either side.

@@ -11,17 +11,14 @@ import httpx
 import pytest
 
 from astra.auth.deps import SESSION_COOKIE
-from astra.db.urls import app_url
 from benchmarks import raw_app
 from tests.conftest import Account, TestDatabase, client_for
 
 
 @pytest.fixture
 async def raw_stack(test_database: TestDatabase) -> AsyncIterator[httpx.AsyncClient]:
-    url = app_url(test_database.settings).set(drivername="postgresql")
-    raw_app.pool = await asyncpg.create_pool(
-        url.render_as_string(hide_password=False), min_size=1, max_size=2
-    )
+    url = raw_app.database_url(test_database.settings)
+    raw_app.pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
     try:
         async with client_for(raw_app.app) as client:
             yield client

@@ -54,7 +54,7 @@ INSERT_INTEGRATION = Statement.of(
     column_keys=["user_id", "name", "type", "domain", "webhook_secret"],
 )
 WEBHOOK_TARGET = Statement.of(webhooks.TARGET)
-WEBHOOK_RECORD = Statement.of(webhooks.RECORD_AND_UPSERT_ORDER)
+WEBHOOK_RECORD = Statement.of(webhooks.RECORD_AND_STORE_ORDER)
 MARK_STALE = Statement.of(webhooks.MARK_DELIVERY_STALE)
 
 pool: asyncpg.Pool | None = None
@@ -217,26 +217,18 @@ async def _deliver(
     payload = parse_payload(body)
     topic = rules.topic(sent)
     action = rules.action(topic, payload.data)
-    order = rules.order_fields(payload.data)
+    order = rules.order_version(payload)
     outcome = "stored" if target["is_active"] else "held"
     values = {
         "integration_id": integration_id,
         "delivery_id": rules.idempotency_key(sent, body),
         "user_id": target["user_id"],
         "topic": topic,
-        "platform_order_id": order.platform_order_id,
         "outcome": outcome,
         "body_bytes": len(body),
         "platform": target["type"],
-        "order_number": order.order_number,
-        "total": order.total,
-        "currency": order.currency,
-        "financial_status": order.financial_status,
-        "placed_at": order.placed_at,
-        "source_updated_at": order.source_updated_at,
-        "raw": payload.json_text,
         "restore": action is OrderAction.restore,
-    }
+    } | order.parameters()
     recorded, written = await connection.fetchrow(WEBHOOK_RECORD.sql, *WEBHOOK_RECORD.args(values))
     if not recorded:
         return 200, b'{"outcome":"duplicate"}'

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from astra.auth.api import router as auth_router
 from astra.auth.deps import SESSION_COOKIE
 from astra.auth.limits import SignInLimits
+from astra.auth.pages import router as auth_pages
 from astra.db.session import Database
 from astra.db.urls import app_url
 from astra.http import CrossSiteGuard, install_error_handlers
@@ -20,9 +21,7 @@ from astra.logs import RequestLogMiddleware
 from astra.orders.api import router as orders_router
 from astra.settings import Settings
 from astra.web.assets import STATIC_PATH, static_files
-from astra.web.pages import router as web_pages
 from astra.web.security import SecurityHeaders
-from astra.webhooks.api import deliveries_router
 from astra.webhooks.api import router as webhooks_router
 
 
@@ -65,9 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhooks_router)
     app.include_router(auth_router)
     app.include_router(integrations_router)
-    app.include_router(deliveries_router)
     app.include_router(orders_router)
-    app.include_router(web_pages)
+    app.include_router(auth_pages)
     app.include_router(integrations_pages)
     app.mount(STATIC_PATH, static_files(), name="static")
     app.add_middleware(

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
@@ -15,6 +15,7 @@ from sqlalchemy import exc as sa_exc
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from astra.errors import OUTAGE_RETRY_SECONDS, AstraError, InvalidInput
+from astra.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,15 @@ _RETRY_AFTER = {
         "schema": {"type": "integer", "minimum": 1},
     }
 }
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+# The app's settings, for the routes that read one.
+SettingsDep = Annotated[Settings, Depends(_settings)]
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

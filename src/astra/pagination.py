@@ -6,12 +6,21 @@ import base64
 import binascii
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from astra.errors import InvalidInput
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of rows, and the cursor of the next (None on the last page)."""
+
+    rows: list[T]
+    next_cursor: str | None
 
 
 def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
@@ -38,10 +47,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 def split_page(
     rows: list[T], limit: int, key: Callable[[T], tuple[datetime, uuid.UUID]]
-) -> tuple[list[T], str | None]:
+) -> Page[T]:
     """`rows` were fetched with LIMIT limit + 1: one more than a page says another follows,
     and the page's last row is where it starts."""
     if len(rows) <= limit:
-        return rows, None
+        return Page(rows, None)
     page = rows[:limit]
-    return page, encode_cursor(*key(page[-1]))
+    return Page(page, encode_cursor(*key(page[-1])))

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from astra.integrations.domains import InvalidDomain, validate_domain
 from astra.integrations.schemas import IntegrationCreate
-from tests.integrations.test_domains import CASES
+from astra.stores.domains import InvalidDomain, validate_domain
+from tests.stores.test_domains import CASES
 from tests.ui.conftest import Session
 
 pytestmark = pytest.mark.ui

@@ -1,1 +1,1 @@
-"""Users, password hashing, sessions and the current-user dependencies."""
+"""Users, password hashing, sessions, the current-user dependencies and the sign-in pages."""

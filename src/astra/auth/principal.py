@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from astra.auth.models import Role
+from astra.db.tables import Role
 
 
 @dataclass(frozen=True, slots=True)

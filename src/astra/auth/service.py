@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 import anyio
 from sqlalchemy import delete, insert, text
 
-from astra.auth.models import Session
 from astra.auth.passwords import hash_password, verify_password
 from astra.auth.principal import Principal
-from astra.db.session import Transaction, set_acting_user
+from astra.db.session import Transaction, act_as
+from astra.db.tables import sessions
 from astra.errors import Conflict, Forbidden, NotAuthenticated
 
 AUTHENTICATE = text("SELECT id, email, role FROM public.app_authenticate(:token_hash)")
@@ -36,13 +36,15 @@ async def authenticate(db: Transaction, token: str | None) -> Principal | None:
 
 
 async def start_session(db: Transaction, user_id: uuid.UUID, ttl: timedelta) -> str:
-    await set_acting_user(db, user_id)
+    await act_as(db, user_id)
     now = datetime.now(UTC)
     # Sign-in is a good moment to forget this user's expired sessions.
-    await db.execute(delete(Session).where(Session.user_id == user_id, Session.expires_at <= now))
+    await db.execute(
+        delete(sessions).where(sessions.c.user_id == user_id, sessions.c.expires_at <= now)
+    )
     token = secrets.token_urlsafe(32)
     await db.execute(
-        insert(Session).values(token_hash=hash_token(token), user_id=user_id, expires_at=now + ttl)
+        insert(sessions).values(token_hash=hash_token(token), user_id=user_id, expires_at=now + ttl)
     )
     return token
 
@@ -58,7 +60,7 @@ async def login(db: Transaction, *, email: str, password: str, ttl: timedelta) -
 
 
 async def logout(db: Transaction, token: str) -> None:
-    await db.execute(delete(Session).where(Session.token_hash == hash_token(token)))
+    await db.execute(delete(sessions).where(sessions.c.token_hash == hash_token(token)))
 
 
 async def create_first_admin(db: Transaction, *, email: str, password: str, ttl: timedelta) -> str:

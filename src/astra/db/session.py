@@ -1,13 +1,14 @@
 """The runtime engine and the one-transaction-per-request dependency.
 
-Every request runs in exactly one transaction. The acting user is set inside it with
-`set_config(..., true)`, so the setting dies with the transaction and a pooled connection
-never carries one request's user into the next.
+Every request runs in exactly one transaction. The acting user is set inside it by the SQL
+function `app_act_as(uuid)` (transaction-local `set_config`), so the setting dies with the
+transaction and a pooled connection never carries one request's user into the next. The
+session lookup (`app_authenticate`) and the webhook's target lookup call that function in
+their own round trip; everything else acts through `act_as` below.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Any
@@ -17,7 +18,7 @@ from sqlalchemy import CursorResult, Executable, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-SET_CLAIMS = text("SELECT set_config('request.jwt.claims', :claims, true)")
+ACT_AS = text("SELECT public.app_act_as(:user_id)")
 
 
 class Database:
@@ -82,10 +83,9 @@ class Transaction:
             await connection.close()
 
 
-async def set_acting_user(db: Transaction, user_id: uuid.UUID) -> None:
+async def act_as(db: Transaction, user_id: uuid.UUID) -> None:
     """Act as `user_id` for the rest of this transaction (bind parameter, never formatted)."""
-    claims = json.dumps({"sub": str(user_id), "role": "authenticated"})
-    await db.execute(SET_CLAIMS, {"claims": claims})
+    await db.execute(ACT_AS, {"user_id": user_id})
 
 
 async def transaction(request: Request) -> AsyncIterator[Transaction]:

@@ -10,9 +10,11 @@ from fastapi import APIRouter, Query, Request, Response, status
 
 from astra.auth.deps import CurrentUser
 from astra.db.session import Db
-from astra.http import FastJSONResponse, error_responses
+from astra.http import FastJSONResponse, SettingsDep, error_responses
 from astra.integrations import service
 from astra.integrations.schemas import (
+    DeliveryList,
+    DeliveryRead,
     IntegrationCreate,
     IntegrationCreated,
     IntegrationPage,
@@ -27,9 +29,8 @@ from astra.settings import Settings
 router = APIRouter(prefix="/api/integrations", tags=["integrations"])
 
 
-def webhook_base(request: Request) -> str:
+def webhook_base(request: Request, settings: Settings) -> str:
     """The public origin stores post to: ASTRA_PUBLIC_URL, else this request's origin."""
-    settings: Settings = request.app.state.settings
     if settings.public_url:
         return settings.public_url.rstrip("/")
     return str(request.base_url).rstrip("/")
@@ -51,11 +52,12 @@ async def list_integrations(
     request: Request,
     db: Db,
     user: CurrentUser,
+    settings: SettingsDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
     page = await service.list_integrations(db, user, limit=limit, cursor=cursor)
-    base = webhook_base(request)
+    base = webhook_base(request, settings)
     return FastJSONResponse(
         {"items": [to_json(row, base) for row in page.rows], "next_cursor": page.next_cursor}
     )
@@ -68,13 +70,12 @@ async def list_integrations(
     responses=error_responses(400, 401, 403, 409, 422),
 )
 async def create_integration(
-    body: IntegrationCreate, request: Request, db: Db, user: CurrentUser
+    body: IntegrationCreate, request: Request, db: Db, user: CurrentUser, settings: SettingsDep
 ) -> Response:
-    settings: Settings = request.app.state.settings
     row, secret = await service.create_integration(
         db, user, body, encryption_key=settings.encryption_key
     )
-    created = to_json(row, webhook_base(request)) | {"webhook_secret": secret}
+    created = to_json(row, webhook_base(request, settings)) | {"webhook_secret": secret}
     return FastJSONResponse(created, status_code=status.HTTP_201_CREATED)
 
 
@@ -84,10 +85,10 @@ async def create_integration(
     responses=error_responses(401, 403, 404, 422),
 )
 async def get_integration(
-    integration_id: uuid.UUID, request: Request, db: Db, user: CurrentUser
+    integration_id: uuid.UUID, request: Request, db: Db, user: CurrentUser, settings: SettingsDep
 ) -> Response:
     row = await service.get_integration(db, user, integration_id)
-    return FastJSONResponse(to_json(row, webhook_base(request)))
+    return FastJSONResponse(to_json(row, webhook_base(request, settings)))
 
 
 @router.put(
@@ -101,25 +102,24 @@ async def update_integration(
     request: Request,
     db: Db,
     user: CurrentUser,
+    settings: SettingsDep,
 ) -> Response:
-    settings: Settings = request.app.state.settings
     row = await service.update_integration(
         db, user, integration_id, body, encryption_key=settings.encryption_key
     )
-    return FastJSONResponse(to_json(row, webhook_base(request)))
+    return FastJSONResponse(to_json(row, webhook_base(request, settings)))
 
 
 @router.post("/{integration_id}/secret", responses=error_responses(400, 401, 403, 404, 422))
 async def set_webhook_secret(
     integration_id: uuid.UUID,
-    request: Request,
     db: Db,
     user: CurrentUser,
+    settings: SettingsDep,
     body: WebhookSecretUpdate | None = None,
 ) -> WebhookSecretRead:
     """Rotate the webhook secret, or set the store's own signing key; the replaced secret
     keeps verifying for the grace period (ASTRA_SECRET_GRACE_HOURS)."""
-    settings: Settings = request.app.state.settings
     state = await service.set_webhook_secret(
         db,
         user,
@@ -141,3 +141,15 @@ async def set_webhook_secret(
 async def delete_integration(integration_id: uuid.UUID, db: Db, user: CurrentUser) -> Response:
     await service.delete_integration(db, user, integration_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/{integration_id}/deliveries", responses=error_responses(401, 403, 404, 422))
+async def list_deliveries(
+    integration_id: uuid.UUID,
+    db: Db,
+    user: CurrentUser,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> DeliveryList:
+    """The integration's newest webhook deliveries: time, topic, outcome."""
+    deliveries = await service.list_deliveries(db, user, integration_id, limit=limit)
+    return DeliveryList(items=[DeliveryRead.model_validate(d) for d in deliveries])

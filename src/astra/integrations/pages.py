@@ -9,9 +9,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from astra.auth.deps import OptionalUser
 from astra.db.session import Db
+from astra.http import SettingsDep
 from astra.integrations import service
 from astra.integrations.api import to_read, webhook_base
-from astra.settings import Settings
 from astra.web.redirects import login_redirect
 from astra.web.templating import page_templates, render
 
@@ -24,13 +24,12 @@ PAGE_SIZE = 50
 
 @router.get("/settings/integrations", response_model=None)
 async def integrations_page(
-    request: Request, db: Db, user: OptionalUser
+    request: Request, db: Db, user: OptionalUser, settings: SettingsDep
 ) -> HTMLResponse | RedirectResponse:
     if user is None:
         return login_redirect(request)
     page = await service.list_integrations(db, user, limit=PAGE_SIZE, cursor=None)
-    base = webhook_base(request)
-    settings: Settings = request.app.state.settings
+    base = webhook_base(request, settings)
     context = {
         "user": user,
         "integrations": [to_read(row, base) for row in page.rows],

@@ -14,8 +14,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from astra.integrations.domains import InvalidDomain, validate_domain
-from astra.integrations.models import Platform
+from astra.db.tables import DeliveryOutcome, Platform
+from astra.stores.domains import InvalidDomain, validate_domain
 
 # PostgreSQL text cannot hold NUL; refuse it here instead of failing in the database.
 StoreName = Annotated[
@@ -128,3 +128,24 @@ class WebhookSecretRead(BaseModel):
 class IntegrationPage(BaseModel):
     items: list[IntegrationRead]
     next_cursor: str | None
+
+
+class DeliveryRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    delivery_id: str = Field(description="The platform's delivery id (the idempotency key).")
+    topic: str
+    platform_order_id: str | None
+    outcome: DeliveryOutcome = Field(
+        description=(
+            "stored: order created or updated; stale: older than the stored version, kept "
+            "the newer; deleted: order marked deleted; ignored: not an order change; held: "
+            "received while the integration was inactive, and stored all the same."
+        )
+    )
+    body_bytes: int
+    received_at: datetime
+
+
+class DeliveryList(BaseModel):
+    items: list[DeliveryRead]

@@ -1,5 +1,5 @@
-"""Integration use cases. Every read goes through `visible_integrations`: admins see all
-rows, sellers their own; RLS enforces the same rule again inside PostgreSQL."""
+"""Integration use cases. Every read goes through `visible_integrations`, which scopes by
+`astra.access`: admins see all rows, sellers their own; RLS enforces the same rule again."""
 
 from __future__ import annotations
 
@@ -7,44 +7,34 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple, NoReturn, cast
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
-    ColumnElement,
     Executable,
     Result,
+    Row,
     Select,
-    Table,
     bindparam,
     delete,
     func,
     insert,
     select,
-    text,
     true,
     tuple_,
     update,
 )
 from sqlalchemy.exc import IntegrityError
 
-from astra.auth.models import User
+from astra.access import ensure_visible, refuse, viewer, visible_to
 from astra.auth.principal import Principal
 from astra.crypto import encrypt
 from astra.db.session import Transaction
-from astra.errors import Conflict, Forbidden, InvalidInput, NotFound
-from astra.integrations.domains import InvalidDomain, validate_domain
-from astra.integrations.models import Integration
-from astra.integrations.schemas import IntegrationCreate, IntegrationUpdate
-from astra.orders.models import Order
-from astra.pagination import decode_cursor, split_page
+from astra.db.tables import integrations, orders, users, webhook_deliveries
+from astra.errors import Conflict, InvalidInput
+from astra.integrations.schemas import DeliveryRead, IntegrationCreate, IntegrationUpdate
+from astra.pagination import Page, decode_cursor, split_page
+from astra.stores.domains import InvalidDomain, validate_domain
 
-# Core tables, not ORM entities: the queries below return plain rows, and skipping the ORM
-# layer keeps the hot read and write paths lean.
-integrations = cast(Table, Integration.__table__)
-users = cast(Table, User.__table__)
-orders = cast(Table, Order.__table__)
-
-EXISTS = text("SELECT public.app_integration_exists(:id)")
 DOMAIN_TAKEN = "This store is already connected."
 
 # What a reader may see of an integration: never the secrets.
@@ -75,7 +65,7 @@ _VISIBLE = (
         _ORDER_STATS.c.order_count,
         _ORDER_STATS.c.last_order_at,
     )
-    .join(User, users.c.id == integrations.c.user_id)
+    .join(users, users.c.id == integrations.c.user_id)
     .join(_ORDER_STATS, true())
 )
 
@@ -102,12 +92,6 @@ class IntegrationRow(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
-class IntegrationPage:
-    rows: list[IntegrationRow]
-    next_cursor: str | None
-
-
-@dataclass(frozen=True, slots=True)
 class SecretState:
     webhook_secret: str
     previous_secret_expires_at: datetime | None
@@ -117,20 +101,10 @@ def new_webhook_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
-def _visible_to(is_admin: bool) -> list[ColumnElement[bool]]:
-    """The one place that decides which integrations a principal may see: admins all,
-    sellers their own. The seller is the statement's `viewer_id` parameter (`_viewer`)."""
-    return [] if is_admin else [integrations.c.user_id == bindparam("viewer_id")]
-
-
-def _viewer(principal: Principal) -> dict[str, Any]:
-    return {"viewer_id": principal.id}
-
-
 def visible_integrations(is_admin: bool) -> Select[Any]:
     """What a principal may see, each with its owner's email and its live orders' count
     and newest arrival (index-only per row)."""
-    return _VISIBLE.where(*_visible_to(is_admin))
+    return _VISIBLE.where(*visible_to(integrations, is_admin=is_admin))
 
 
 def _list_statement(is_admin: bool, after_cursor: bool) -> Select[Any]:
@@ -144,8 +118,8 @@ def _list_statement(is_admin: bool, after_cursor: bool) -> Select[Any]:
 
 
 # Built once: SQLAlchemy keys its compiled-statement cache on a statement's structure, and
-# computing that key for a new statement object on every request was a sixth of the list's
-# CPU. Values travel as bound parameters.
+# computing that key for a new statement object on every request is costly on the hottest
+# read (BENCHMARKS.md). Values travel as bound parameters.
 LIST_PAGE = {
     (is_admin, after): _list_statement(is_admin, after)
     for is_admin in (False, True)
@@ -155,12 +129,6 @@ _GET = {
     is_admin: visible_integrations(is_admin).where(integrations.c.id == bindparam("id"))
     for is_admin in (False, True)
 }
-_VISIBLE_KEY = {
-    is_admin: select(integrations.c.id).where(
-        integrations.c.id == bindparam("id"), *_visible_to(is_admin)
-    )
-    for is_admin in (False, True)
-}
 
 # The columns come from the parameters at execution time.
 INSERT_INTEGRATION = insert(integrations).returning(*PUBLIC_COLUMNS)
@@ -168,37 +136,23 @@ INSERT_INTEGRATION = insert(integrations).returning(*PUBLIC_COLUMNS)
 
 async def list_integrations(
     db: Transaction, principal: Principal, *, limit: int, cursor: str | None
-) -> IntegrationPage:
-    params = _viewer(principal) | {"limit": limit + 1}
+) -> Page[IntegrationRow]:
+    params = viewer(principal) | {"limit": limit + 1}
     if cursor is not None:
         params["after_at"], params["after_id"] = decode_cursor(cursor)
     result = await db.execute(LIST_PAGE[principal.is_admin, cursor is not None], params)
     rows = [IntegrationRow._make(row) for row in result]
-    return IntegrationPage(*split_page(rows, limit, lambda row: (row.created_at, row.id)))
+    return split_page(rows, limit, lambda row: (row.created_at, row.id))
 
 
 async def get_integration(
     db: Transaction, principal: Principal, integration_id: uuid.UUID
 ) -> IntegrationRow:
-    params = _viewer(principal) | {"id": integration_id}
+    params = viewer(principal) | {"id": integration_id}
     row = (await db.execute(_GET[principal.is_admin], params)).one_or_none()
     if row is None:
-        await _refuse(db, integration_id)
+        await refuse(db, integration_id)
     return IntegrationRow._make(row)
-
-
-async def ensure_visible(db: Transaction, principal: Principal, integration_id: uuid.UUID) -> None:
-    """403 or 404 unless the principal may see the integration; reads only its key, not
-    the owner or the order stats that `get_integration` joins in."""
-    params = _viewer(principal) | {"id": integration_id}
-    if (await db.execute(_VISIBLE_KEY[principal.is_admin], params)).first() is None:
-        await _refuse(db, integration_id)
-
-
-async def _refuse(db: Transaction, integration_id: uuid.UUID) -> NoReturn:
-    if (await db.execute(EXISTS, {"id": integration_id})).scalar_one():
-        raise Forbidden("This integration belongs to another account.")
-    raise NotFound("No integration with this id.")
 
 
 async def create_integration(
@@ -311,3 +265,21 @@ async def _execute_unique(
         if constraint == "integrations_domain_key":
             raise Conflict(DOMAIN_TAKEN) from None
         raise
+
+
+# The delivery log as sellers read it: the columns DeliveryRead shows, newest first.
+DELIVERY_LOG = (
+    select(*(webhook_deliveries.c[name] for name in DeliveryRead.model_fields))
+    .where(webhook_deliveries.c.integration_id == bindparam("id"))
+    .order_by(webhook_deliveries.c.received_at.desc())
+    .limit(bindparam("limit"))
+)
+
+
+async def list_deliveries(
+    db: Transaction, principal: Principal, integration_id: uuid.UUID, *, limit: int
+) -> list[Row[Any]]:
+    """The newest webhook deliveries of one integration the principal may see (403/404
+    otherwise): the seller's view of what the receiver recorded."""
+    await ensure_visible(db, principal, integration_id)
+    return list(await db.execute(DELIVERY_LOG, {"id": integration_id, "limit": limit}))

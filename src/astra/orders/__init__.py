@@ -1,1 +1,2 @@
-"""Orders received from the stores' webhooks: storage and the read API."""
+"""Orders: the one module that stores an order version (`writer`, used by webhooks and
+syncs alike) and the sellers' order reads."""

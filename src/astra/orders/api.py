@@ -31,6 +31,6 @@ async def list_orders(
         db, user, integration_id=integration_id, limit=limit, cursor=cursor
     )
     return OrderPage(
-        items=[OrderRead.model_validate(order) for order in page.orders],
+        items=[OrderRead.model_validate(order) for order in page.rows],
         next_cursor=page.next_cursor,
     )

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from astra.integrations.models import Platform
+from astra.db.tables import Platform
 
 
 class OrderRead(BaseModel):

@@ -1,1 +1,2 @@
-"""The browser side: base templates, the design system's CSS and JS, and the sign-in pages."""
+"""The browser shell every page shares: base templates, the design system's CSS and JS,
+static assets, security headers and safe redirects."""

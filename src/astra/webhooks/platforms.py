@@ -19,7 +19,8 @@ from typing import Any, ClassVar
 
 import orjson
 
-from astra.integrations.domains import InvalidDomain, normalize_domain
+from astra.orders.writer import OrderVersion
+from astra.stores.domains import InvalidDomain, normalize_domain
 
 
 class OrderAction(StrEnum):
@@ -40,17 +41,6 @@ class DeliveryHeaders:
     delivery_id: str | None
     # Who says they sent it: Shopify's shop domain, WooCommerce's site URL.
     source: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class OrderFields:
-    platform_order_id: str
-    order_number: str | None = None
-    total: Decimal | None = None
-    currency: str | None = None
-    financial_status: str | None = None
-    placed_at: datetime | None = None
-    source_updated_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +162,7 @@ class PlatformRules(ABC):
     def action(self, topic: str, payload: Mapping[str, Any]) -> OrderAction: ...
 
     @abstractmethod
-    def order_fields(self, payload: Mapping[str, Any]) -> OrderFields: ...
+    def order_version(self, payload: Payload) -> OrderVersion: ...
 
     def is_ping(self, headers: Mapping[str, str], body: bytes) -> bool:
         """An unsigned hello that must be answered 200 and stored nowhere."""
@@ -222,15 +212,17 @@ class ShopifyRules(PlatformRules):
             return OrderAction.ignore
         return OrderAction.upsert
 
-    def order_fields(self, payload: Mapping[str, Any]) -> OrderFields:
-        return OrderFields(
-            platform_order_id=_order_id(payload),
-            order_number=_text(payload.get("name"), 100) or _text(payload.get("order_number"), 100),
-            total=_amount(payload.get("total_price")),
-            currency=_text(payload.get("currency"), 10),
-            financial_status=_text(payload.get("financial_status"), 50),
-            placed_at=_timestamp(payload.get("created_at")),
-            source_updated_at=_timestamp(payload.get("updated_at")),
+    def order_version(self, payload: Payload) -> OrderVersion:
+        order = payload.data
+        return OrderVersion(
+            platform_order_id=_order_id(order),
+            order_number=_text(order.get("name"), 100) or _text(order.get("order_number"), 100),
+            total=_amount(order.get("total_price")),
+            currency=_text(order.get("currency"), 10),
+            financial_status=_text(order.get("financial_status"), 50),
+            placed_at=_timestamp(order.get("created_at")),
+            source_updated_at=_timestamp(order.get("updated_at")),
+            raw=payload.json_text,
         )
 
 
@@ -286,17 +278,19 @@ class WooCommerceRules(PlatformRules):
         # share it; a re-sent delivery also repeats the body.
         return f"{key}:{body_digest(body)[:16]}"
 
-    def order_fields(self, payload: Mapping[str, Any]) -> OrderFields:
-        return OrderFields(
-            platform_order_id=_order_id(payload),
-            order_number=_text(payload.get("number"), 100),
-            total=_amount(payload.get("total")),
-            currency=_text(payload.get("currency"), 10),
-            financial_status=_text(payload.get("status"), 50),
-            placed_at=_timestamp(payload.get("date_created_gmt") or payload.get("date_created")),
+    def order_version(self, payload: Payload) -> OrderVersion:
+        order = payload.data
+        return OrderVersion(
+            platform_order_id=_order_id(order),
+            order_number=_text(order.get("number"), 100),
+            total=_amount(order.get("total")),
+            currency=_text(order.get("currency"), 10),
+            financial_status=_text(order.get("status"), 50),
+            placed_at=_timestamp(order.get("date_created_gmt") or order.get("date_created")),
             source_updated_at=_timestamp(
-                payload.get("date_modified_gmt") or payload.get("date_modified")
+                order.get("date_modified_gmt") or order.get("date_modified")
             ),
+            raw=payload.json_text,
         )
 
 

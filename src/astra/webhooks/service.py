@@ -17,30 +17,34 @@ import logging
 import uuid
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
-from sqlalchemy import Row, Table, select, text
+from sqlalchemy import Row, Select, bindparam, exists, select, text
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.sql.dml import ReturningInsert
 
-from astra.auth.principal import Principal
 from astra.db.session import Transaction
+from astra.db.tables import DeliveryOutcome, webhook_deliveries
 from astra.errors import OUTAGE_RETRY_SECONDS, AstraError, NotAuthenticated, NotFound
-from astra.integrations.service import ensure_visible
-from astra.webhooks.models import DeliveryOutcome, WebhookDelivery
+from astra.orders import writer
+from astra.orders.writer import OrderVersion
 from astra.webhooks.platforms import (
     PLATFORMS,
     DeliveryHeaders,
     MalformedDelivery,
     OrderAction,
-    OrderFields,
     Payload,
     PlatformRules,
     parse_payload,
 )
-from astra.webhooks.schemas import DeliveryRead, Receipt
+from astra.webhooks.schemas import Receipt
 from astra.webhooks.signatures import verify
 
 log = logging.getLogger(__name__)
+
+NO_INTEGRATION = "No integration with this id."
 
 # The target, and (same round trip) the transaction acting as its owner. Acting before the
 # signature is checked is harmless: a refused delivery raises, and the rollback takes the
@@ -48,82 +52,47 @@ log = logging.getLogger(__name__)
 TARGET = text(
     """
     SELECT t.user_id, t.type, t.domain, t.is_active, t.webhook_secret,
-           t.previous_webhook_secret,
-           set_config('request.jwt.claims',
-                      json_build_object('sub', t.user_id, 'role', 'authenticated')::text, true)
+           t.previous_webhook_secret, public.app_act_as(t.user_id)
     FROM public.app_webhook_target(:id) AS t
     """
 )
 
-# Static SQL, compiled once: the webhook path is the hottest in the service.
-_RECORD_DELIVERY = """
-    INSERT INTO public.webhook_deliveries
-      (integration_id, delivery_id, user_id, topic, platform_order_id, outcome, body_bytes)
-    VALUES (:integration_id, :delivery_id, :user_id, :topic, :platform_order_id, :outcome,
-            :body_bytes)
-    ON CONFLICT (integration_id, delivery_id) DO NOTHING
-    RETURNING delivery_id
-"""
-RECORD_DELIVERY = text(_RECORD_DELIVERY)
+# Record the delivery once: a copy already recorded returns no row. The statements below
+# are built once; the webhook path is the hottest in the service.
+_DELIVERY_FIELDS = (
+    "integration_id",
+    "delivery_id",
+    "user_id",
+    "topic",
+    "platform_order_id",
+    "outcome",
+    "body_bytes",
+)
+RECORD_DELIVERY = (
+    insert(webhook_deliveries)
+    .values({name: bindparam(name) for name in _DELIVERY_FIELDS})
+    .on_conflict_do_nothing(index_elements=["integration_id", "delivery_id"])
+    .returning(webhook_deliveries.c.delivery_id)
+)
+_recorded = RECORD_DELIVERY.cte("recorded")
+_just_recorded = exists(select(_recorded.c.delivery_id))
+
+
+def _with_order(write: ReturningInsert[Any]) -> Select[bool, bool]:
+    """Record the delivery and write its order in one round trip. The order is written only
+    when the delivery was recorded just now (a duplicate writes nothing): the write reads
+    `recorded`, so the delivery's insert, and its wait on a concurrent copy, come first."""
+    written = write.cte("written")
+    return select(_just_recorded.label("recorded"), exists(select(written.c.id)).label("written"))
+
+
+RECORD_AND_STORE_ORDER = _with_order(writer.store_version(when=_just_recorded))
+RECORD_AND_DELETE_ORDER = _with_order(writer.mark_deleted(when=_just_recorded))
+# The stored version is newer than the delivery's: the log says so.
 MARK_DELIVERY_STALE = text(
     "UPDATE public.webhook_deliveries SET outcome = 'stale' "
     "WHERE integration_id = :integration_id AND delivery_id = :delivery_id"
 )
-# Record the delivery and write its order in one round trip. The order is written only
-# when the delivery was recorded just now (a duplicate writes nothing): `written` reads
-# `recorded`, so the delivery's insert, and its wait on a concurrent copy, come first.
-# INSERT ... SELECT gives bound values no column to take a type from, hence the casts.
-_RECORD_WITH_ORDER = """
-    WITH recorded AS ({record}),
-    written AS (
-      INSERT INTO public.orders AS o
-        (integration_id, user_id, platform, platform_order_id, order_number, total, currency,
-         financial_status, placed_at, source_updated_at, raw, deleted_at)
-      SELECT CAST(:integration_id AS uuid), CAST(:user_id AS uuid), CAST(:platform AS text),
-             CAST(:platform_order_id AS text), CAST(:order_number AS text),
-             CAST(:total AS numeric), CAST(:currency AS text),
-             CAST(:financial_status AS text), CAST(:placed_at AS timestamptz),
-             CAST(:source_updated_at AS timestamptz), CAST(:raw AS jsonb), {deleted_at}
-      WHERE EXISTS (SELECT FROM recorded)
-      ON CONFLICT (integration_id, platform_order_id) DO UPDATE SET {update}
-      {version_check}
-      RETURNING o.id
-    )
-    SELECT EXISTS (SELECT FROM recorded) AS recorded, EXISTS (SELECT FROM written) AS written
-"""
-RECORD_AND_UPSERT_ORDER = text(
-    _RECORD_WITH_ORDER.format(
-        record=_RECORD_DELIVERY,
-        deleted_at="NULL",
-        update="""
-        order_number = EXCLUDED.order_number, total = EXCLUDED.total,
-        currency = EXCLUDED.currency, financial_status = EXCLUDED.financial_status,
-        placed_at = EXCLUDED.placed_at, source_updated_at = EXCLUDED.source_updated_at,
-        raw = EXCLUDED.raw, updated_at = now(),
-        -- Only a restore brings a deleted order back; a late update of it does not.
-        deleted_at = CASE WHEN CAST(:restore AS boolean) THEN NULL ELSE o.deleted_at END""",
-        # An older version never overwrites a newer one. Ties go to the later arrival:
-        # Shopify sends orders/paid and orders/updated for one change with one updated_at.
-        # (Under READ COMMITTED, ON CONFLICT compares with the newest committed version.)
-        version_check="""
-      WHERE o.source_updated_at IS NULL
-         OR EXCLUDED.source_updated_at >= o.source_updated_at""",
-    )
-)
-# The delete payload is only the id: keep the last full version, mark it deleted.
-RECORD_AND_DELETE_ORDER = text(
-    _RECORD_WITH_ORDER.format(
-        record=_RECORD_DELIVERY,
-        deleted_at="now()",
-        update="deleted_at = coalesce(o.deleted_at, now()), updated_at = now()",
-        version_check="",
-    )
-)
-NO_INTEGRATION = "No integration with this id."
-
-deliveries = cast(Table, WebhookDelivery.__table__)
-# The delivery log as sellers read it: the columns DeliveryRead shows.
-DELIVERY_COLUMNS = tuple(deliveries.c[name] for name in DeliveryRead.model_fields)
 
 T = TypeVar("T")
 
@@ -155,7 +124,7 @@ class Delivery:
     key: str
     topic: str
     action: OrderAction
-    order: OrderFields | None
+    order: OrderVersion | None
     payload: Payload
     body_bytes: int
 
@@ -226,7 +195,7 @@ def _prepare(
             key=rules.idempotency_key(sent, body),
             topic=topic,
             action=action,
-            order=None if action is OrderAction.ignore else rules.order_fields(payload.data),
+            order=None if action is OrderAction.ignore else rules.order_version(payload),
             payload=payload,
             body_bytes=len(body),
         )
@@ -288,20 +257,12 @@ async def _record(
     if order is None:
         recorded = (await db.execute(RECORD_DELIVERY, values)).first() is not None
         return outcome.value if recorded else "duplicate"
-    values |= {
-        "platform": target.type,
-        "order_number": order.order_number,
-        "total": order.total,
-        "currency": order.currency,
-        "financial_status": order.financial_status,
-        "placed_at": order.placed_at,
-        "source_updated_at": order.source_updated_at,
-        "raw": delivery.payload.json_text,
-    }
+    values |= order.parameters() | {"platform": target.type}
     if delivery.action is OrderAction.delete:
         statement = RECORD_AND_DELETE_ORDER
+        values["deleted_at"] = datetime.now(UTC)
     else:
-        statement = RECORD_AND_UPSERT_ORDER
+        statement = RECORD_AND_STORE_ORDER
         values["restore"] = delivery.action is OrderAction.restore
     recorded, written = (await db.execute(statement, values)).one()
     if not recorded:
@@ -313,17 +274,3 @@ async def _record(
         )
         return DeliveryOutcome.stale.value
     return outcome.value
-
-
-async def list_deliveries(
-    db: Transaction, principal: Principal, integration_id: uuid.UUID, *, limit: int
-) -> list[Row[Any]]:
-    """The newest deliveries of one integration the principal may see (403/404 otherwise)."""
-    await ensure_visible(db, principal, integration_id)
-    result = await db.execute(
-        select(*DELIVERY_COLUMNS)
-        .where(deliveries.c.integration_id == integration_id)
-        .order_by(deliveries.c.received_at.desc())
-        .limit(limit)
-    )
-    return list(result)

@@ -8,11 +8,17 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from astra.db.tables import metadata
+
 config = context.config
 
 
 def _run(connection: Connection) -> None:
-    context.configure(connection=connection, transaction_per_migration=True)
+    # The schema the code reads and writes: `alembic revision --autogenerate` and
+    # tests/db/test_schema.py compare the database with it.
+    context.configure(
+        connection=connection, target_metadata=metadata, transaction_per_migration=True
+    )
     with context.begin_transaction():
         context.run_migrations()
 

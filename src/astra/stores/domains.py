@@ -90,6 +90,12 @@ def _check_shopify(domain: str) -> None:
 
 
 def _check_woocommerce(domain: str) -> None:
+    # Shopify hosts every *.myshopify.com store: such an address is never a WooCommerce
+    # site, and letting it be claimed as one would block the Shopify store's real owner.
+    if domain == "myshopify.com" or domain.endswith(".myshopify.com"):
+        raise InvalidDomain(
+            "That's a Shopify store's address. Choose Shopify as the platform to connect it."
+        )
     # We call the store over the internet, so it must have a public name.
     tld = domain.rpartition(".")[2]
     if tld in _LOCAL_TLDS:

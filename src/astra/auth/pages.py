@@ -11,7 +11,7 @@ from astra.auth.deps import OptionalUser
 from astra.auth.passwords import MIN_PASSWORD_LENGTH
 from astra.auth.service import check_setup_token
 from astra.errors import Forbidden
-from astra.settings import Settings
+from astra.http import SettingsDep
 from astra.web.redirects import HOME, safe_next
 from astra.web.templating import page_templates, render
 
@@ -38,10 +38,9 @@ async def login_page(
 
 @router.get("/setup")
 async def setup_page(
-    request: Request, token: Annotated[str, Query(max_length=200)] = ""
+    request: Request, settings: SettingsDep, token: Annotated[str, Query(max_length=200)] = ""
 ) -> HTMLResponse:
     """The form behind the one-time link `astra serve` prints when there are no accounts."""
-    settings: Settings = request.app.state.settings
     try:
         check_setup_token(settings.setup_token, token)
     except Forbidden as exc:

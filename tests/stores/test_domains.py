@@ -7,7 +7,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from astra.integrations.domains import InvalidDomain, normalize_domain, validate_domain
+from astra.stores.domains import InvalidDomain, normalize_domain, validate_domain
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ EMPTY_PART = Rejected("empty part between dots")
 CHARACTERS = Rejected("letters, digits, hyphens")
 NOT_ALLOWED = Rejected("isn't allowed in a domain name")
 SPACES = Rejected("can't contain spaces")
+SHOPIFY_ADDRESS = Rejected("Shopify store's address")
 
 CASES = [
     # Shopify: the permanent address, however it is pasted.
@@ -53,6 +54,10 @@ CASES = [
     ("shopify", "my_shop.myshopify.com", CHARACTERS),
     # WooCommerce: any public hostname.
     ("woocommerce", "shop.example.com", "shop.example.com"),
+    # A Shopify store cannot be claimed as a WooCommerce site (attack review, finding 5).
+    ("woocommerce", "my-shop.myshopify.com", SHOPIFY_ADDRESS),
+    ("woocommerce", "HTTPS://My-Shop.MyShopify.com/", SHOPIFY_ADDRESS),
+    ("woocommerce", "myshopify.com", SHOPIFY_ADDRESS),
     ("woocommerce", "Shop.Example.COM", "shop.example.com"),
     ("woocommerce", "https://shop.example.com/wp-admin/", "shop.example.com"),
     ("woocommerce", "HtTpS://user:pa:ss@shop.example.com:8443/?p=1#x", "shop.example.com"),

@@ -1,0 +1,198 @@
+"""The schema, defined once: every table as SQLAlchemy Core, and the vocabularies their
+columns hold.
+
+The migrations build the database; this module is what the code reads and writes through,
+and `tests/db/test_schema.py` compares the two with Alembic's own autogenerate comparison,
+so a change made in one place only fails CI. CHECK constraints and the RLS policies live
+in the migrations alone: Alembic does not compare them, and the code never builds on them.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData()
+
+
+class Role(StrEnum):
+    admin = "admin"
+    seller = "seller"
+
+
+class Platform(StrEnum):
+    """The store's platform: `integrations.type` (the brief's name) and `orders.platform`."""
+
+    shopify = "shopify"
+    woocommerce = "woocommerce"
+
+
+class DeliveryOutcome(StrEnum):
+    """What an accepted delivery did; every one of them is recorded."""
+
+    stored = "stored"  # the order was created or brought up to date
+    stale = "stale"  # an older version than the one stored: kept the newer
+    deleted = "deleted"  # the store deleted the order: marked deleted
+    ignored = "ignored"  # not an order change this module keeps (another topic)
+    held = "held"  # arrived while the integration was paused: the order was still stored
+
+
+def _id() -> Column[object]:
+    return Column("id", Uuid, primary_key=True, server_default=text("gen_random_uuid()"))
+
+
+def _now(name: str) -> Column[object]:
+    return Column(name, DateTime(timezone=True), nullable=False, server_default=text("now()"))
+
+
+def _owned_through_integration(name: str) -> ForeignKeyConstraint:
+    """(integration_id, user_id) -> integrations (id, user_id): a child row's denormalised
+    owner, which its RLS policy reads, is always its integration's owner."""
+    return ForeignKeyConstraint(
+        ["integration_id", "user_id"],
+        ["integrations.id", "integrations.user_id"],
+        name=name,
+        ondelete="CASCADE",
+        onupdate="CASCADE",
+    )
+
+
+users = Table(
+    "users",
+    metadata,
+    _id(),
+    Column("email", Text, nullable=False),
+    Column("password_hash", Text, nullable=False),
+    Column("role", Text, nullable=False, server_default=Role.seller.value),
+    _now("created_at"),
+    UniqueConstraint("email", name="users_email_key"),
+)
+
+# A signed-in browser or client. Only the SHA-256 of the token is stored.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("token_hash", LargeBinary, primary_key=True),
+    Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    _now("created_at"),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Index("sessions_user_id_idx", "user_id"),
+)
+
+integrations = Table(
+    "integrations",
+    metadata,
+    _id(),
+    Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("name", Text, nullable=False),
+    # The platform (a Platform value); the brief calls it `type`.
+    Column("type", Text, nullable=False),
+    Column("domain", Text, nullable=False),
+    Column("webhook_secret", Text, nullable=False),
+    # After a rotation the old secret keeps verifying until previous_secret_expires_at.
+    Column("previous_webhook_secret", Text),
+    Column("previous_secret_expires_at", DateTime(timezone=True)),
+    # Fernet token; never returned by the API.
+    Column("admin_access_token", Text),
+    Column("is_active", Boolean, nullable=False, server_default=text("true")),
+    _now("created_at"),
+    _now("updated_at"),
+    UniqueConstraint("domain", name="integrations_domain_key"),
+    UniqueConstraint("id", "user_id", name="integrations_id_user_key"),
+)
+# Keyset pagination, newest first: admins over everything, sellers over their own.
+Index("integrations_created_idx", integrations.c.created_at.desc(), integrations.c.id.desc())
+Index(
+    "integrations_user_created_idx",
+    integrations.c.user_id,
+    integrations.c.created_at.desc(),
+    integrations.c.id.desc(),
+)
+
+# The latest known version of one order of one integration's store.
+orders = Table(
+    "orders",
+    metadata,
+    _id(),
+    Column("integration_id", Uuid, nullable=False),
+    # The integration's owner, denormalised so the RLS policy needs no join.
+    Column("user_id", Uuid, nullable=False),
+    Column("platform", Text, nullable=False),
+    Column("platform_order_id", Text, nullable=False),
+    Column("order_number", Text),
+    Column("total", Numeric(asdecimal=True)),
+    Column("currency", Text),
+    Column("financial_status", Text),
+    Column("placed_at", DateTime(timezone=True)),
+    # The platform's own updated_at: an older version never overwrites a newer one.
+    Column("source_updated_at", DateTime(timezone=True)),
+    Column("deleted_at", DateTime(timezone=True)),
+    # Buyers' personal data, and large: read only where asked for by name.
+    Column("raw", JSONB, nullable=False),
+    _now("received_at"),
+    _now("updated_at"),
+    _owned_through_integration("orders_integration_fkey"),
+    UniqueConstraint("integration_id", "platform_order_id", name="orders_integration_order_key"),
+)
+_live = orders.c.deleted_at.is_(None)
+# Keyset pagination, newest first, over live orders: per integration (also the cards'
+# order stats, index-only: it carries the user_id the RLS policy reads), per seller, all.
+Index(
+    "orders_integration_received_idx",
+    orders.c.integration_id,
+    orders.c.received_at.desc(),
+    orders.c.id.desc(),
+    postgresql_include=["user_id"],
+    postgresql_where=_live,
+)
+Index(
+    "orders_user_received_idx",
+    orders.c.user_id,
+    orders.c.received_at.desc(),
+    orders.c.id.desc(),
+    postgresql_where=_live,
+)
+Index(
+    "orders_received_idx", orders.c.received_at.desc(), orders.c.id.desc(), postgresql_where=_live
+)
+
+# One row per accepted delivery: the idempotency record and the delivery log.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("integration_id", Uuid, nullable=False),
+    # The platform's delivery id (for WooCommerce, with a digest of the body: see platforms).
+    Column("delivery_id", Text, nullable=False),
+    Column("user_id", Uuid, nullable=False),
+    Column("topic", Text, nullable=False),
+    Column("platform_order_id", Text),
+    Column("outcome", Text, nullable=False),
+    Column("body_bytes", Integer, nullable=False),
+    _now("received_at"),
+    PrimaryKeyConstraint("integration_id", "delivery_id", name="webhook_deliveries_pkey"),
+    _owned_through_integration("webhook_deliveries_integration_fkey"),
+)
+Index(
+    "webhook_deliveries_integration_received_idx",
+    webhook_deliveries.c.integration_id,
+    webhook_deliveries.c.received_at.desc(),
+)

@@ -1,0 +1,1 @@
+"""The stores themselves: their addresses today; the clients of their APIs next."""

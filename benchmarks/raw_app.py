@@ -207,7 +207,7 @@ async def _deliver(
     target = await connection.fetchrow(WEBHOOK_TARGET.sql, integration_id)
     if target is None:
         return 404, b'{"detail":"No integration with this id."}'
-    rules = PLATFORMS[target["type"]]
+    rules = PLATFORMS[target["platform"]]
     sent = rules.read_headers(headers)
     secrets_ = [s for s in (target["webhook_secret"], target["previous_webhook_secret"]) if s]
     if not verify(secrets_, body, sent.signature) or not rules.source_matches(
@@ -226,7 +226,7 @@ async def _deliver(
         "topic": topic,
         "outcome": outcome,
         "body_bytes": len(body),
-        "platform": target["type"],
+        "platform": target["platform"],
         "restore": action is OrderAction.restore,
     } | order.parameters()
     recorded, written = await connection.fetchrow(WEBHOOK_RECORD.sql, *WEBHOOK_RECORD.args(values))

@@ -37,8 +37,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.db = database
         # What exists now (modules, routes, models, the pool) lives as long as the
-        # process: freezing it keeps the collector's full passes to request garbage. Measured
-        # in-process, alternating rounds: 8-16 % less CPU per list or webhook request.
+        # process: freezing it keeps the collector's full passes to request garbage
+        # (BENCHMARKS.md has the measurement).
         gc.collect()
         gc.freeze()
         try:

@@ -1,4 +1,5 @@
-"""Errors the service layer raises; app.py turns each into its HTTP status."""
+"""Errors the service layer raises; `astra.http.install_error_handlers` turns each into its
+HTTP status."""
 
 from __future__ import annotations
 

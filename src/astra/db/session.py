@@ -49,7 +49,7 @@ class Transaction:
     A request refused before any SQL (no session cookie, a malformed id, a webhook body
     still streaming in) holds no pooled connection. Core, not an ORM session: every query
     here is a Core statement returning plain rows, and the session's unit-of-work layer
-    cost a sixth of a list request's CPU.
+    was a measurable share of a list request's CPU (BENCHMARKS.md).
     """
 
     def __init__(self, engine: AsyncEngine) -> None:

@@ -51,7 +51,7 @@ NO_INTEGRATION = "No integration with this id."
 # setting with it before anything is written.
 TARGET = text(
     """
-    SELECT t.user_id, t.type, t.domain, t.is_active, t.webhook_secret,
+    SELECT t.user_id, t.type AS platform, t.domain, t.is_active, t.webhook_secret,
            t.previous_webhook_secret, public.app_act_as(t.user_id)
     FROM public.app_webhook_target(:id) AS t
     """
@@ -140,7 +140,7 @@ async def receive_order_webhook(
     if target is None:
         _refused(integration_id, "unknown-integration")
         raise NotFound(NO_INTEGRATION)
-    rules = PLATFORMS[target.type]
+    rules = PLATFORMS[target.platform]
     if rules.is_ping(headers, body):
         log.info("webhook ping", extra={"integration_id": str(integration_id)})
         return "ping"
@@ -152,7 +152,7 @@ async def receive_order_webhook(
         "webhook received",
         extra={
             "integration_id": str(integration_id),
-            "platform": target.type,
+            "platform": target.platform,
             "topic": delivery.topic,
             "delivery_id": delivery.key,
             "order_id": delivery.order.platform_order_id if delivery.order else None,
@@ -257,7 +257,7 @@ async def _record(
     if order is None:
         recorded = (await db.execute(RECORD_DELIVERY, values)).first() is not None
         return outcome.value if recorded else "duplicate"
-    values |= order.parameters() | {"platform": target.type}
+    values |= order.parameters() | {"platform": target.platform}
     if delivery.action is OrderAction.delete:
         statement = RECORD_AND_DELETE_ORDER
         values["deleted_at"] = datetime.now(UTC)

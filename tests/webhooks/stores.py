@@ -189,7 +189,10 @@ def shopify_headers(
     topic: str = "orders/create",
     webhook_id: str | None = None,
     secret: str | None = None,
+    triggered_at: datetime | None = None,
 ) -> dict[str, str]:
+    # Shopify stamps each delivery with when its event happened, in nanoseconds.
+    moment = (triggered_at or datetime.now(UTC)).astimezone(UTC)
     return {
         "Content-Type": "application/json",
         "X-Shopify-Topic": topic,
@@ -198,7 +201,7 @@ def shopify_headers(
         "X-Shopify-API-Version": "2024-04",
         "X-Shopify-Webhook-Id": webhook_id or str(uuid.uuid4()),
         "X-Shopify-Event-Id": str(uuid.uuid4()),
-        "X-Shopify-Triggered-At": "2024-05-02T14:15:31.123456789Z",
+        "X-Shopify-Triggered-At": f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond:06d}123Z",
     }
 
 

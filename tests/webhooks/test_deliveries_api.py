@@ -62,6 +62,7 @@ async def test_owner_and_admin_see_the_newest_deliveries(
         "outcome",
         "body_bytes",
         "received_at",
+        "reason",
     }
 
 

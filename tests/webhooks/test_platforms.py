@@ -14,6 +14,7 @@ from astra.webhooks.platforms import (
     MalformedDelivery,
     OrderAction,
     PlatformRules,
+    RefusedDelivery,
     ShopifyRules,
     WooCommerceRules,
     parse_payload,
@@ -70,16 +71,34 @@ def test_woocommerce_ping_is_only_the_unsigned_form_body() -> None:
 
 
 def test_topics_decide_the_action() -> None:
-    order = {"id": 1}
+    order, deleted = {"id": 1, "name": "#1001"}, {"id": 1}
     assert shopify.action("orders/create", order) is OrderAction.upsert
     assert shopify.action("orders/cancelled", order) is OrderAction.upsert
-    assert shopify.action("orders/delete", order) is OrderAction.delete
+    assert shopify.action("orders/delete", deleted) is OrderAction.delete
     assert shopify.action("orders/edited", {"order_edit": {"order_id": 1}}) is OrderAction.ignore
     assert shopify.action("products/update", order) is OrderAction.ignore
     assert woo.action("order.updated", order) is OrderAction.upsert
     assert woo.action("order.restored", order) is OrderAction.restore
-    assert woo.action("order.deleted", order) is OrderAction.delete
+    assert woo.action("order.deleted", deleted) is OrderAction.delete
     assert woo.action("coupon.created", order) is OrderAction.ignore
+
+
+@pytest.mark.parametrize(
+    ("rules", "topic", "payload"),
+    [
+        # Only the body is signed: a whole order under a delete topic is a replay, not a delete.
+        (shopify, "orders/delete", {"id": 1, "name": "#1001"}),
+        (woo, "order.deleted", {"id": 1, "status": "processing"}),
+        # ...and a delete's body under an order topic is no version of the order.
+        (shopify, "orders/updated", {"id": 1}),
+        (woo, "order.restored", {"id": 1}),
+    ],
+)
+def test_a_body_of_another_topics_shape_is_refused(
+    rules: PlatformRules, topic: str, payload: dict[str, object]
+) -> None:
+    with pytest.raises(RefusedDelivery):
+        rules.action(topic, payload)
 
 
 def test_idempotency_keys() -> None:

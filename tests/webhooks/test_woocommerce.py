@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import httpx
@@ -188,7 +188,7 @@ async def test_an_older_version_never_overwrites_a_newer_one(
 async def test_deleted_then_restored(
     anonymous: httpx.AsyncClient, owner_engine: AsyncEngine, woo_store: Store
 ) -> None:
-    created = encode(woo_order(727, modified=T0))
+    created = encode(woo_order(727, modified=datetime.now(UTC) - timedelta(hours=1)))
     await deliver(anonymous, woo_store, created, woo_headers(woo_store, created))
     deleted = encode({"id": 727})
     response = await deliver(
@@ -198,7 +198,10 @@ async def test_deleted_then_restored(
     [order] = await orders_of(owner_engine, woo_store)
     assert order["deleted_at"] is not None
 
-    restored = encode(woo_order(727, modified=T0.replace(minute=45), status="on-hold"))
+    # Taking an order out of the trash modifies it: the restored version is newer than the delete.
+    restored = encode(
+        woo_order(727, modified=datetime.now(UTC) + timedelta(seconds=5), status="on-hold")
+    )
     response = await deliver(
         anonymous, woo_store, restored, woo_headers(woo_store, restored, topic="order.restored")
     )
@@ -207,6 +210,26 @@ async def test_deleted_then_restored(
     [order] = await orders_of(owner_engine, woo_store)
     assert order["deleted_at"] is None
     assert order["financial_status"] == "on-hold"
+
+
+async def test_an_old_version_replayed_as_a_restore_does_not_undelete(
+    anonymous: httpx.AsyncClient, owner_engine: AsyncEngine, woo_store: Store
+) -> None:
+    """Attack review, finding 1: a captured order.created body, validly signed, sent again
+    as order.restored after the order was deleted."""
+    created = encode(woo_order(727, modified=datetime.now(UTC) - timedelta(hours=1)))
+    await deliver(anonymous, woo_store, created, woo_headers(woo_store, created))
+    deleted = encode({"id": 727})
+    await deliver(
+        anonymous, woo_store, deleted, woo_headers(woo_store, deleted, topic="order.deleted")
+    )
+
+    await deliver(
+        anonymous, woo_store, created, woo_headers(woo_store, created, topic="order.restored")
+    )
+
+    [order] = await orders_of(owner_engine, woo_store)
+    assert order["deleted_at"] is not None
 
 
 async def test_topic_from_resource_and_event_when_the_topic_header_is_absent(

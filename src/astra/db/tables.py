@@ -54,6 +54,7 @@ class DeliveryOutcome(StrEnum):
     deleted = "deleted"  # the store deleted the order: marked deleted
     ignored = "ignored"  # not an order change this module keeps (another topic)
     held = "held"  # arrived while the integration was paused: the order was still stored
+    refused = "refused"  # signed, but not acted on: `reason` says why
 
 
 def _id() -> Column[object]:
@@ -188,6 +189,8 @@ webhook_deliveries = Table(
     Column("outcome", Text, nullable=False),
     Column("body_bytes", Integer, nullable=False),
     _now("received_at"),
+    # Why a delivery was refused, in a sentence for the seller; None otherwise.
+    Column("reason", Text),
     PrimaryKeyConstraint("integration_id", "delivery_id", name="webhook_deliveries_pkey"),
     _owned_through_integration("webhook_deliveries_integration_fkey"),
 )

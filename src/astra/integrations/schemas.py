@@ -140,11 +140,15 @@ class DeliveryRead(BaseModel):
         description=(
             "stored: order created or updated; stale: older than the stored version, kept "
             "the newer; deleted: order marked deleted; ignored: not an order change; held: "
-            "received while the integration was inactive, and stored all the same."
+            "received while the integration was inactive, and stored all the same; "
+            "refused: signed, but not acted on (see reason)."
         )
     )
     body_bytes: int
     received_at: datetime
+    reason: str | None = Field(
+        default=None, description="Why a refused delivery was refused; null otherwise."
+    )
 
 
 class DeliveryList(BaseModel):

@@ -6,7 +6,8 @@ One row per store order (`integration_id`, `platform_order_id`). Its rules:
   one updated_at. Under READ COMMITTED, ON CONFLICT compares with the newest committed row;
 - a delete keeps the last full version and marks it deleted, and never wins over a version
   the store made after the delete (`deleted_at`, the platform's moment of deletion);
-- only a restore brings a deleted order back; a late update of it does not.
+- only a restore brings a deleted order back, and only with a version the store made after
+  the delete; a late update of it, or an old version under a restore topic, does not.
 
 The statements are built once, as SQLAlchemy Core, from the values `OrderVersion` names as
 bound parameters. `store_version` and `mark_deleted` take an optional condition so a caller
@@ -26,6 +27,7 @@ from sqlalchemy import (
     ColumnElement,
     DateTime,
     Text,
+    and_,
     bindparam,
     case,
     cast,
@@ -101,7 +103,14 @@ def store_version(*, when: ColumnElement[bool] | None = None) -> ReturningInsert
             "raw": new.raw,
             "updated_at": func.now(),
             "deleted_at": case(
-                (bindparam("restore", type_=Boolean()), None), else_=orders.c.deleted_at
+                (
+                    and_(
+                        bindparam("restore", type_=Boolean()),
+                        new.source_updated_at > orders.c.deleted_at,
+                    ),
+                    None,
+                ),
+                else_=orders.c.deleted_at,
             ),
         },
         where=or_(

@@ -12,7 +12,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -34,6 +34,22 @@ class MalformedDelivery(ValueError):
     """Signed, but not something Astra can store; str() says why."""
 
 
+class RefusedDelivery(ValueError):
+    """Signed, but not to be acted on (a replay under another topic, too old); str() says
+    why, for the delivery log. Answered 2xx: sending it again would change nothing."""
+
+
+# Only the body is signed, never the headers: the topic is believed only when the body has
+# the shape that topic's payload has. A delete's payload is the order id alone on both
+# platforms; every other order topic sends the whole order.
+_DELETE_SHAPE = (
+    "A delete carries only the order's id; this body is a whole order, so it is not a delete."
+)
+_ORDER_SHAPE = (
+    "The body holds only an order id, as a delete does: it is not a version of the order."
+)
+
+
 @dataclass(frozen=True, slots=True)
 class DeliveryHeaders:
     signature: str | None
@@ -41,6 +57,8 @@ class DeliveryHeaders:
     delivery_id: str | None
     # Who says they sent it: Shopify's shop domain, WooCommerce's site URL.
     source: str | None
+    # When the platform says the event happened (Shopify's X-Shopify-Triggered-At).
+    triggered_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,17 +158,23 @@ def _amount(value: Any) -> Decimal | None:
 
 
 def _timestamp(value: Any) -> datetime | None:
-    """An ISO 8601 time; without an offset it is UTC (WooCommerce's *_gmt fields)."""
+    """An ISO 8601 time in UTC; without an offset it is UTC (WooCommerce's *_gmt fields).
+    None when absent, unreadable, or outside what a UTC datetime holds (year 1 or 9999 with
+    an extreme offset): the database could not store it either."""
     if not isinstance(value, str) or len(value) > 40:
         return None
     try:
         moment = datetime.fromisoformat(value.strip())
-    except ValueError:
+        return moment.astimezone(UTC) if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):
         return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 class PlatformRules(ABC):
+    # Deliveries the platform says it triggered longer ago than this are refused: past its
+    # own retry window, such a request is a replay, not a retry.
+    max_age: ClassVar[timedelta | None] = None
+
     @abstractmethod
     def read_headers(self, headers: Mapping[str, str]) -> DeliveryHeaders: ...
 
@@ -159,7 +183,22 @@ class PlatformRules(ABC):
         """Whether the sender names the integration's own store."""
 
     @abstractmethod
-    def action(self, topic: str, payload: Mapping[str, Any]) -> OrderAction: ...
+    def topic_action(self, topic: str, payload: Mapping[str, Any]) -> OrderAction:
+        """What the topic asks for, before the body's shape is checked."""
+
+    def action(self, topic: str, payload: Mapping[str, Any]) -> OrderAction:
+        """What the delivery does, believed only when the signed body has the shape of the
+        (unsigned) topic's payload; RefusedDelivery otherwise."""
+        action = self.topic_action(topic, payload)
+        if action is OrderAction.ignore:
+            return action
+        _order_id(payload)  # a signed body without a usable id is malformed, whatever its topic
+        whole_order = any(key != "id" for key in payload)
+        if action is OrderAction.delete and whole_order:
+            raise RefusedDelivery(_DELETE_SHAPE)
+        if action in (OrderAction.upsert, OrderAction.restore) and not whole_order:
+            raise RefusedDelivery(_ORDER_SHAPE)
+        return action
 
     @abstractmethod
     def order_version(self, payload: Payload) -> OrderVersion: ...
@@ -180,6 +219,8 @@ class PlatformRules(ABC):
 
 
 class ShopifyRules(PlatformRules):
+    # 8 retries over 4 hours, and an hour more for clocks that disagree.
+    max_age = timedelta(hours=5)
     UPSERT_TOPICS: ClassVar[frozenset[str]] = frozenset(
         {
             "orders/create",
@@ -198,12 +239,13 @@ class ShopifyRules(PlatformRules):
             topic=_header(headers, "x-shopify-topic"),
             delivery_id=_header(headers, "x-shopify-webhook-id"),
             source=_header(headers, "x-shopify-shop-domain"),
+            triggered_at=_timestamp(_header(headers, "x-shopify-triggered-at")),
         )
 
     def source_matches(self, source: str | None, domain: str) -> bool:
         return source is not None and source.lower() == domain
 
-    def action(self, topic: str, payload: Mapping[str, Any]) -> OrderAction:
+    def topic_action(self, topic: str, payload: Mapping[str, Any]) -> OrderAction:
         if topic == "orders/delete":
             return OrderAction.delete
         # orders/edited carries an order_edit summary, not the order; Shopify sends the
@@ -266,7 +308,7 @@ class WooCommerceRules(PlatformRules):
         # A WordPress site URL may carry "www." where the integration does not, or the reverse.
         return host.removeprefix("www.") == domain.removeprefix("www.")
 
-    def action(self, topic: str, payload: Mapping[str, Any]) -> OrderAction:
+    def topic_action(self, topic: str, payload: Mapping[str, Any]) -> OrderAction:
         return self.ACTIONS.get(topic, OrderAction.ignore)
 
     def idempotency_key(self, sent: DeliveryHeaders, body: bytes) -> str:

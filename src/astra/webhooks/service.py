@@ -22,10 +22,10 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Row, Select, bindparam, exists, select, text
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.sql.dml import ReturningInsert
 
-from astra.db.session import Transaction
+from astra.db.session import Transaction, act_as
 from astra.db.tables import DeliveryOutcome, webhook_deliveries
 from astra.errors import OUTAGE_RETRY_SECONDS, AstraError, NotAuthenticated, NotFound
 from astra.orders import writer
@@ -35,8 +35,8 @@ from astra.webhooks.platforms import (
     DeliveryHeaders,
     MalformedDelivery,
     OrderAction,
-    Payload,
     PlatformRules,
+    RefusedDelivery,
     parse_payload,
 )
 from astra.webhooks.schemas import Receipt
@@ -67,6 +67,7 @@ _DELIVERY_FIELDS = (
     "platform_order_id",
     "outcome",
     "body_bytes",
+    "reason",
 )
 RECORD_DELIVERY = (
     insert(webhook_deliveries)
@@ -117,6 +118,13 @@ class DeliveryFailed(AstraError):
     retry_after = OUTAGE_RETRY_SECONDS
 
 
+# SQLSTATE class 22, data exception: values the database cannot hold (a number or a time
+# out of range, text it cannot encode). Sending the delivery again would fail the same way.
+_DATA_EXCEPTION = "22"
+UNHOLDABLE = "The order holds values the database cannot store (a number or a date out of range)."
+TOO_OLD = "The platform sent this longer ago than it ever retries: a replay, not a delivery."
+
+
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """A verified delivery, ready to record."""
@@ -125,8 +133,11 @@ class Delivery:
     topic: str
     action: OrderAction
     order: OrderVersion | None
-    payload: Payload
     body_bytes: int
+    # When the order was deleted, for a delete: the platform's word, never later than now.
+    moment: datetime
+    # Set when the delivery is refused: the sentence the delivery log shows.
+    refusal: str | None = None
 
 
 async def receive_order_webhook(
@@ -186,22 +197,32 @@ def _check_sender(
 def _prepare(
     rules: PlatformRules, sent: DeliveryHeaders, body: bytes, integration_id: uuid.UUID
 ) -> Delivery:
-    """Parse a verified body into what gets recorded; 400 when it cannot be."""
+    """Parse a verified body into what gets recorded; 400 when it cannot be. A delivery not
+    to be acted on comes back with its `refusal`, to be recorded as such."""
+    now = datetime.now(UTC)
+    moment = min(sent.triggered_at, now) if sent.triggered_at else now
     try:
-        payload = parse_payload(body)
+        key = rules.idempotency_key(sent, body)
         topic = rules.topic(sent)
-        action = rules.action(topic, payload.data)
-        return Delivery(
-            key=rules.idempotency_key(sent, body),
-            topic=topic,
-            action=action,
-            order=None if action is OrderAction.ignore else rules.order_version(payload),
-            payload=payload,
-            body_bytes=len(body),
-        )
+        payload = parse_payload(body)
+        refusal = _refusal(rules, sent, now)
+        try:
+            action = rules.action(topic, payload.data)
+        except RefusedDelivery as exc:
+            refusal = refusal or str(exc)
+        if refusal is not None:
+            action = OrderAction.ignore
+        order = None if action is OrderAction.ignore else rules.order_version(payload)
     except MalformedDelivery as exc:
         _refused(integration_id, "malformed")
         raise MalformedBody(str(exc)) from None
+    return Delivery(key, topic, action, order, len(body), moment, refusal)
+
+
+def _refusal(rules: PlatformRules, sent: DeliveryHeaders, now: datetime) -> str | None:
+    if rules.max_age and sent.triggered_at and now - sent.triggered_at > rules.max_age:
+        return TOO_OLD
+    return None
 
 
 async def _guarded(work: Awaitable[T], integration_id: uuid.UUID) -> T:
@@ -230,7 +251,10 @@ async def _find_target(db: Transaction, integration_id: uuid.UUID) -> Row[Any] |
     return (await db.execute(TARGET, {"id": integration_id})).one_or_none()
 
 
-def _planned_outcome(action: OrderAction, is_active: bool) -> DeliveryOutcome:
+def _planned_outcome(delivery: Delivery, is_active: bool) -> DeliveryOutcome:
+    action = delivery.action
+    if delivery.refusal is not None:
+        return DeliveryOutcome.refused
     if action is OrderAction.ignore:
         return DeliveryOutcome.ignored
     if not is_active:
@@ -243,7 +267,7 @@ def _planned_outcome(action: OrderAction, is_active: bool) -> DeliveryOutcome:
 async def _record(
     db: Transaction, integration_id: uuid.UUID, target: Row[Any], delivery: Delivery
 ) -> Receipt:
-    outcome = _planned_outcome(delivery.action, target.is_active)
+    outcome = _planned_outcome(delivery, target.is_active)
     order = delivery.order
     values: dict[str, Any] = {
         "integration_id": integration_id,
@@ -253,24 +277,46 @@ async def _record(
         "platform_order_id": order.platform_order_id if order else None,
         "outcome": outcome.value,
         "body_bytes": delivery.body_bytes,
+        "reason": delivery.refusal,
     }
     if order is None:
+        if delivery.refusal is not None:
+            _refused(integration_id, "not-acted-on")
         recorded = (await db.execute(RECORD_DELIVERY, values)).first() is not None
         return outcome.value if recorded else "duplicate"
     values |= order.parameters() | {"platform": target.platform}
     if delivery.action is OrderAction.delete:
         statement = RECORD_AND_DELETE_ORDER
-        values["deleted_at"] = datetime.now(UTC)
+        values["deleted_at"] = delivery.moment
     else:
         statement = RECORD_AND_STORE_ORDER
         values["restore"] = delivery.action is OrderAction.restore
-    recorded, written = (await db.execute(statement, values)).one()
+    try:
+        recorded, written = (await db.execute(statement, values)).one()
+    except DBAPIError as exc:
+        if not str(getattr(exc.orig, "sqlstate", "")).startswith(_DATA_EXCEPTION):
+            raise
+        return await _record_unholdable(db, target, values)
     if not recorded:
         return "duplicate"
-    if not written and outcome is DeliveryOutcome.stored:
+    if not written and outcome in (DeliveryOutcome.stored, DeliveryOutcome.deleted):
         # The stored version is newer (rare): the delivery says so.
         await db.execute(
             MARK_DELIVERY_STALE, {"integration_id": integration_id, "delivery_id": delivery.key}
         )
         return DeliveryOutcome.stale.value
     return outcome.value
+
+
+async def _record_unholdable(db: Transaction, target: Row[Any], values: dict[str, Any]) -> Receipt:
+    """The order could not be stored as sent: start again, as the owner, and record only the
+    refused delivery (retrying would fail the same way, until the platform gives up)."""
+    _refused(values["integration_id"], "unholdable")
+    await db.end(commit=False)
+    await act_as(db, target.user_id)
+    refused = {name: values[name] for name in _DELIVERY_FIELDS} | {
+        "outcome": DeliveryOutcome.refused.value,
+        "reason": UNHOLDABLE,
+    }
+    recorded = (await db.execute(RECORD_DELIVERY, refused)).first() is not None
+    return DeliveryOutcome.refused.value if recorded else "duplicate"

@@ -50,13 +50,16 @@ const OUTCOMES = {
   stale: ["Outdated", "neutral"],
   deleted: ["Deleted", "neutral"],
   ignored: ["Ignored", "neutral"],
+  refused: ["Refused", "danger"],
 };
 
 function deliveryRow(delivery) {
-  const [label, tone] = OUTCOMES[delivery.outcome];
+  const [label, tone] = OUTCOMES[delivery.outcome] ?? [delivery.outcome, "neutral"];
   const when = timeAgo(el("time", ""), delivery.received_at);
-  const outcome = el("span", `badge badge-${tone}`, label);
-  return el("tr", "", el("td", "", when), el("td", "mono", delivery.topic), el("td", "", outcome));
+  const outcome = el("td", "", el("span", `badge badge-${tone}`, label));
+  // A refused delivery says why, in the seller's words.
+  if (delivery.reason) outcome.append(el("p", "delivery-reason", delivery.reason));
+  return el("tr", "", el("td", "", when), el("td", "mono", delivery.topic), outcome);
 }
 
 async function showDeliveries(store) {

@@ -1,4 +1,5 @@
-"""One way to act as a user: `app_act_as(uuid)`, which the session lookup now calls too.
+"""One way to act as a user: `app_act_as(uuid)`, which the session lookup now calls too;
+refused deliveries in the delivery log, with the reason.
 
 Revision ID: 0003
 Revises: 0002
@@ -17,6 +18,15 @@ depends_on = None
 # alone. Transaction-local: the setting dies with the transaction. Not a privilege: the
 # runtime role could call set_config itself; this only keeps the format in one place.
 UPGRADE = """
+-- Signed deliveries Astra will not act on (a replay under another topic, past the
+-- platform's retry window, values the database cannot hold) are answered 2xx, so the
+-- store stops sending them, and recorded with the reason, so the seller can see them.
+ALTER TABLE public.webhook_deliveries
+  DROP CONSTRAINT webhook_deliveries_outcome_check,
+  ADD CONSTRAINT webhook_deliveries_outcome_check
+    CHECK (outcome IN ('stored', 'stale', 'deleted', 'ignored', 'held', 'refused')),
+  ADD COLUMN reason text CHECK (char_length(reason) BETWEEN 1 AND 300);
+
 CREATE FUNCTION public.app_act_as(p_user_id uuid) RETURNS void
 LANGUAGE sql VOLATILE SET search_path = '' AS $$
   SELECT set_config(
@@ -45,6 +55,12 @@ END $$;
 """
 
 DOWNGRADE = """
+DELETE FROM public.webhook_deliveries WHERE outcome = 'refused';
+ALTER TABLE public.webhook_deliveries
+  DROP COLUMN reason,
+  DROP CONSTRAINT webhook_deliveries_outcome_check,
+  ADD CONSTRAINT webhook_deliveries_outcome_check
+    CHECK (outcome IN ('stored', 'stale', 'deleted', 'ignored', 'held'));
 CREATE OR REPLACE FUNCTION public.app_authenticate(p_token_hash bytea)
 RETURNS TABLE (id uuid, email text, role text)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$

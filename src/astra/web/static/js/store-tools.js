@@ -53,13 +53,17 @@ const OUTCOMES = {
   refused: ["Refused", "danger"],
 };
 
-function deliveryRow(delivery) {
+function deliveryRows(delivery) {
   const [label, tone] = OUTCOMES[delivery.outcome] ?? [delivery.outcome, "neutral"];
   const when = timeAgo(el("time", ""), delivery.received_at);
-  const outcome = el("td", "", el("span", `badge badge-${tone}`, label));
-  // A refused delivery says why, in the seller's words.
-  if (delivery.reason) outcome.append(el("p", "delivery-reason", delivery.reason));
-  return el("tr", "", el("td", "", when), el("td", "mono", delivery.topic), outcome);
+  const outcome = el("span", `badge badge-${tone}`, label);
+  const row = el("tr", "", el("td", "", when), el("td", "mono", delivery.topic), el("td", "", outcome));
+  if (!delivery.reason) return [row];
+  // A refused delivery says why, on a line of its own under its row.
+  row.classList.add("has-reason");
+  const reason = el("td", "delivery-reason", delivery.reason);
+  reason.colSpan = 3;
+  return [row, el("tr", "", reason)];
 }
 
 async function showDeliveries(store) {
@@ -75,7 +79,7 @@ async function showDeliveries(store) {
   const items = result.data?.items ?? [];
   loading.hidden = true;
   showAlert(problem, result.problem);
-  table.tBodies[0].replaceChildren(...items.map(deliveryRow));
+  table.tBodies[0].replaceChildren(...items.flatMap(deliveryRows));
   table.hidden = !items.length;
   empty.hidden = items.length > 0 || !result.ok;
   held.hidden = !items.some((delivery) => delivery.outcome === "held");

@@ -5,13 +5,16 @@ checkout's, on the same seeded database, alternating wrk runs.
 
 The earlier commit is checked out into a temporary git worktree and served from there
 (PYTHONPATH puts its `src` ahead of the installed one); both use this checkout's virtual
-environment, so only the project's own code differs. It must share this checkout's
-migrations. Prints req/s and p99 for each side and the ratio after / before.
+environment, so only the project's own code differs. Both serve one database, migrated by
+this checkout: the migrations the earlier commit lacks are copied into its worktree, so its
+own start-up migration finds the database at a revision it knows (its code must work on
+the newer schema). Prints req/s and p99 for each side and the ratio after / before.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -50,6 +53,7 @@ def main() -> int:
             capture_output=True,
         )
         try:
+            _add_newer_migrations(worktree)
             servers = [
                 serve(BEFORE_PORT, worktree / "src", env),
                 serve(AFTER_PORT, run.ROOT.parent / "src", env),
@@ -69,6 +73,14 @@ def main() -> int:
                 capture_output=True,
             )
     return 0
+
+
+def _add_newer_migrations(worktree: Path) -> None:
+    versions = Path("src/astra/db/migrations/versions")
+    for migration in (run.ROOT.parent / versions).glob("*.py"):
+        target = worktree / versions / migration.name
+        if not target.exists():
+            shutil.copyfile(migration, target)
 
 
 def compare(env: dict[str, str], before: str, runs: int, seconds: int) -> None:

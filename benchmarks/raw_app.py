@@ -21,6 +21,7 @@ from sqlalchemy import Executable
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 
 from astra.auth import service as auth
+from astra.crypto import decrypt, encrypt
 from astra.db.urls import app_url
 from astra.integrations import service as integrations
 from astra.pagination import decode_cursor, encode_cursor
@@ -58,6 +59,8 @@ WEBHOOK_RECORD = Statement.of(webhooks.RECORD_AND_STORE_ORDER)
 MARK_STALE = Statement.of(webhooks.MARK_DELIVERY_STALE)
 
 pool: asyncpg.Pool | None = None
+# The project's key: the raw stack stores and reads secrets encrypted, as the project does.
+encryption_key = b""
 
 
 def database_url(settings: Settings) -> str:
@@ -118,11 +121,12 @@ async def _read_body(receive: Any) -> bytes:
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    global pool
+    global pool, encryption_key
     if scope["type"] == "lifespan":
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                encryption_key = Settings().encryption_key
                 pool = await asyncpg.create_pool(
                     os.environ["RAW_DATABASE_URL"], min_size=10, max_size=20
                 )
@@ -174,7 +178,7 @@ async def _signed_in(
     data = orjson.loads(body)
     secret = secrets.token_urlsafe(32)
     try:
-        values = {"user_id": user["id"], "webhook_secret": secret} | data
+        values = {"user_id": user["id"], "webhook_secret": encrypt(encryption_key, secret)} | data
         row = await connection.fetchrow(INSERT_INTEGRATION.sql, *INSERT_INTEGRATION.args(values))
     except asyncpg.UniqueViolationError:
         return 409, b'{"detail":"This store is already connected."}'
@@ -209,7 +213,8 @@ async def _deliver(
         return 404, b'{"detail":"No integration with this id."}'
     rules = PLATFORMS[target["platform"]]
     sent = rules.read_headers(headers)
-    secrets_ = [s for s in (target["webhook_secret"], target["previous_webhook_secret"]) if s]
+    stored = ("webhook_secret", "previous_webhook_secret", "app_client_secret")
+    secrets_ = [decrypt(encryption_key, target[name]) for name in stored if target[name]]
     if not verify(secrets_, body, sent.signature) or not rules.source_matches(
         sent.source, target["domain"]
     ):

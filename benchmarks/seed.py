@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from astra.auth.passwords import hash_password
+from astra.crypto import encrypt
 from astra.db import migrate
 from astra.db.urls import owner_url
 from astra.settings import Settings
@@ -63,6 +64,12 @@ STATEMENTS = [
 ]
 
 
+SECRETS_SQL = "SELECT id, webhook_secret AS s FROM public.integrations"
+ENCRYPT_SQL = """
+UPDATE public.integrations AS i SET webhook_secret = v.s
+FROM unnest(CAST(:ids AS uuid[]), CAST(:secrets AS text[])) AS v(id, s) WHERE i.id = v.id
+"""
+
 ORDERS_SQL = """
 INSERT INTO public.orders (integration_id, user_id, platform, platform_order_id, order_number,
                            total, currency, financial_status, placed_at, source_updated_at,
@@ -73,6 +80,15 @@ SELECT i.id, i.user_id, i.type, (1000 + o)::text, '#' || (1000 + o), (o * 7.5)::
        i.created_at + o * interval '1 hour', i.created_at + o * interval '1 hour'
 FROM public.integrations i, generate_series(1, :per_store) AS o
 """
+
+
+async def encrypt_secrets(connection: AsyncConnection, key: bytes) -> None:
+    """The app stores webhook secrets encrypted: seal the seeded ones as it would."""
+    rows = (await connection.execute(text(SECRETS_SQL))).all()
+    await connection.execute(
+        text(ENCRYPT_SQL),
+        {"ids": [row.id for row in rows], "secrets": [encrypt(key, row.s) for row in rows]},
+    )
 
 
 async def seed_orders(connection: AsyncConnection) -> None:
@@ -93,6 +109,7 @@ async def _seed(settings: Settings) -> dict[str, float]:
         started = time.perf_counter()
         for statement in STATEMENTS:
             await connection.execute(text(statement), params)
+        await encrypt_secrets(connection, settings.encryption_key)
         timings["users+integrations"] = time.perf_counter() - started
         started = time.perf_counter()
         await seed_orders(connection)

@@ -13,6 +13,7 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from astra.crypto import decrypt
 from astra.db.urls import owner_url
 from astra.settings import Settings
 
@@ -77,7 +78,9 @@ async def _targets(settings: Settings, count: int) -> list[tuple[str, str, str]]
 
 def write(settings: Settings, path: Path, *, stores: int = 200, per_store: int = 10) -> int:
     lines = []
-    for n, (integration_id, domain, secret) in enumerate(asyncio.run(_targets(settings, stores))):
+    targets = asyncio.run(_targets(settings, stores))
+    for n, (integration_id, domain, sealed) in enumerate(targets):
+        secret = decrypt(settings.encryption_key, sealed)  # stored encrypted, as the app does
         for k in range(per_store):
             body = json.dumps(
                 shopify_order(9_000_000 + n * per_store + k, domain), separators=(",", ":")

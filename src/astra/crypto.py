@@ -3,13 +3,29 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from cryptography.fernet import Fernet
 
 
+@lru_cache(maxsize=4)
+def _fernet(key: bytes) -> Fernet:
+    # Decoding and splitting the key once: every webhook delivery decrypts its secrets.
+    return Fernet(key)
+
+
 def encrypt(key: bytes, plaintext: str) -> str:
-    return Fernet(key).encrypt(plaintext.encode()).decode("ascii")
+    return _fernet(key).encrypt(plaintext.encode()).decode("ascii")
 
 
 def decrypt(key: bytes, token: str) -> str:
     """The plaintext; raises cryptography.fernet.InvalidToken for another key or a changed token."""
-    return Fernet(key).decrypt(token.encode("ascii")).decode()
+    return _fernet(key).decrypt(token.encode("ascii")).decode()
+
+
+def encrypt_optional(key: bytes, plaintext: str | None) -> str | None:
+    return None if plaintext is None else encrypt(key, plaintext)
+
+
+def decrypt_optional(key: bytes, token: str | None) -> str | None:
+    return None if token is None else decrypt(key, token)

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from astra.crypto import decrypt
 from tests.conftest import PASSWORD, Account, TestDatabase, running, signed_in
 
 BASE = "/api/integrations"
@@ -34,7 +35,7 @@ CONTRACT_KEYS = {
     "owner_email",
 }
 # Order statistics other work adds; any other key is a leak until the contract names it.
-OPTIONAL_KEYS = {"order_count", "last_order_at", "has_admin_access_token"}
+OPTIONAL_KEYS = {"order_count", "last_order_at", "has_admin_access_token", "has_credentials"}
 SECRET_KEYS = {"webhook_secret", "admin_access_token"}
 NOT_SIGNED_IN = {"detail": "Sign in to continue."}
 NOT_YOURS = {"detail": "This integration belongs to another account."}
@@ -201,7 +202,9 @@ async def test_anonymous_gets_401_before_any_validation(anonymous: httpx.AsyncCl
 # --- the owner -------------------------------------------------------------------------
 
 
-async def test_owner_creates_an_integration(seller: Account, owner_engine: AsyncEngine) -> None:
+async def test_owner_creates_an_integration(
+    seller: Account, owner_engine: AsyncEngine, test_database: TestDatabase
+) -> None:
     response = await seller.client.post(BASE, json=STORE)
 
     assert response.status_code == 201
@@ -225,8 +228,14 @@ async def test_owner_creates_an_integration(seller: Account, owner_engine: Async
     [row] = await stored(owner_engine)
     assert row["id"] == integration_id
     assert row["user_id"] == seller.id
-    assert row["webhook_secret"] == body["webhook_secret"]
-    assert row["admin_access_token"] is None
+    # Stored encrypted (tests/security/test_token_at_rest.py reads a dump of the table).
+    assert row["webhook_secret"] != body["webhook_secret"]
+    assert (
+        decrypt(test_database.settings.encryption_key, row["webhook_secret"])
+        == (body["webhook_secret"])
+    )
+    assert row["credentials"] is None
+    assert body["has_credentials"] is False
 
 
 async def test_each_integration_gets_its_own_secret(seller: Account) -> None:
@@ -257,7 +266,7 @@ async def test_owner_reads_and_lists_without_secrets(
 
 
 async def test_owner_updates_any_subset_of_fields(
-    seller: Account, owned: dict[str, Any], owner_engine: AsyncEngine
+    seller: Account, owned: dict[str, Any], owner_engine: AsyncEngine, test_database: TestDatabase
 ) -> None:
     response = await seller.client.put(
         f"{BASE}/{owned['id']}", json={"name": "  Renamed Shop  ", "is_active": False}
@@ -277,7 +286,10 @@ async def test_owner_updates_any_subset_of_fields(
     read = (await seller.client.get(f"{BASE}/{owned['id']}")).json()
     assert contract(read) == contract(updated)
     [row] = await stored(owner_engine)
-    assert row["webhook_secret"] == owned["webhook_secret"]
+    assert (
+        decrypt(test_database.settings.encryption_key, row["webhook_secret"])
+        == (owned["webhook_secret"])
+    )
 
     response = await seller.client.put(
         f"{BASE}/{owned['id']}",
@@ -731,7 +743,11 @@ async def test_admin_access_token_never_leaves_the_server(
     token = "gAAAAA-encrypted-admin-token-value"
     async with owner_engine.begin() as connection:
         await connection.execute(
-            text("UPDATE public.integrations SET admin_access_token = :token"), {"token": token}
+            text(
+                "UPDATE public.integrations SET credentials = :token, "
+                "credentials_kind = 'shopify_token', app_client_secret = :token"
+            ),
+            {"token": token},
         )
     responses = [
         await seller.client.get(BASE),
@@ -983,6 +999,7 @@ async def test_openapi_schemas_match_the_contract(anonymous: httpx.AsyncClient) 
         "type",
         "domain",
         "admin_access_token",
+        "credentials",
     }
     assert set(schemas["IntegrationCreate"]["required"]) == {"name", "type", "domain"}
     assert set(schemas["IntegrationUpdate"]["properties"]) == {
@@ -991,6 +1008,7 @@ async def test_openapi_schemas_match_the_contract(anonymous: httpx.AsyncClient) 
         "domain",
         "is_active",
         "admin_access_token",
+        "credentials",
     }
     assert "required" not in schemas["IntegrationUpdate"]
     assert set(schemas["IntegrationPage"]["properties"]) == {"items", "next_cursor"}

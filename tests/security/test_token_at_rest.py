@@ -3,6 +3,7 @@ not contain it, the stored text decrypts back with the key, and no response carr
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -37,12 +38,19 @@ async def dump_integrations(owner_engine: AsyncEngine) -> str:
 
 
 async def stored_token(owner_engine: AsyncEngine, integration_id: str) -> str | None:
+    """The stored credentials' text: a legacy access token is kept as credentials."""
     [row] = await fetch(
         owner_engine,
-        "SELECT admin_access_token FROM public.integrations WHERE id = :id",
+        "SELECT credentials FROM public.integrations WHERE id = :id",
         id=uuid.UUID(integration_id),
     )
-    token: str | None = row["admin_access_token"]
+    token: str | None = row["credentials"]
+    return token
+
+
+def opened(key: bytes, sealed: str) -> str:
+    """The access token inside the stored credentials."""
+    token: str = json.loads(decrypt(key, sealed))["access_token"]
     return token
 
 
@@ -64,7 +72,7 @@ async def test_the_token_is_stored_encrypted_and_decrypts_with_the_key(
 
     sealed = await stored_token(owner_engine, response.json()["id"])
     assert sealed is not None and sealed in dump
-    assert decrypt(test_database.settings.encryption_key, sealed) == TOKEN
+    assert opened(test_database.settings.encryption_key, sealed) == TOKEN
     with pytest.raises(InvalidToken):
         decrypt(Fernet.generate_key(), sealed)
 
@@ -93,13 +101,13 @@ async def test_put_sets_and_replaces_the_token_and_leaves_it_alone_otherwise(
 
     response = await seller.client.put(url, json={"admin_access_token": f"  {TOKEN}\n"})
     assert (response.status_code, response.json()["has_admin_access_token"]) == (200, True)
-    assert decrypt(key, await stored_token(owner_engine, created["id"]) or "") == TOKEN
+    assert opened(key, await stored_token(owner_engine, created["id"]) or "") == TOKEN
 
     assert (await seller.client.put(url, json={"name": "Renamed"})).status_code == 200
-    assert decrypt(key, await stored_token(owner_engine, created["id"]) or "") == TOKEN
+    assert opened(key, await stored_token(owner_engine, created["id"]) or "") == TOKEN
 
     await seller.client.put(url, json={"admin_access_token": OTHER_TOKEN})
-    assert decrypt(key, await stored_token(owner_engine, created["id"]) or "") == OTHER_TOKEN
+    assert opened(key, await stored_token(owner_engine, created["id"]) or "") == OTHER_TOKEN
     dump = await dump_integrations(owner_engine)
     assert TOKEN not in dump and OTHER_TOKEN not in dump
 
@@ -171,4 +179,4 @@ async def test_a_token_of_500_characters_is_accepted(
     response = await create(seller, admin_access_token="t" * 500)
     assert response.status_code == 201
     sealed = await stored_token(owner_engine, response.json()["id"])
-    assert decrypt(test_database.settings.encryption_key, sealed or "") == "t" * 500
+    assert opened(test_database.settings.encryption_key, sealed or "") == "t" * 500

@@ -31,6 +31,8 @@ async def test_a_refused_replay_shows_why(ui: Session, seller_email: str) -> Non
     await edit.get_by_role("button", name="View deliveries").click()
     deliveries = store_dialog(page, "Recent Deliveries")
     rows = deliveries.locator("tbody tr")
-    await expect(rows.nth(0).locator("td")).to_have_text(["seconds ago", "orders/delete", "Refused"])
+    await expect(rows.nth(0).locator("td")).to_have_text(
+        ["seconds ago", "orders/delete", "Refused"]
+    )
     await expect(rows.nth(1)).to_contain_text("so it is not a delete")
     await ui.shot("refused delivery", full_page=False)

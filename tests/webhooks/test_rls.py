@@ -189,6 +189,7 @@ async def test_webhook_target_lookup_reveals_only_what_verification_needs(
         "is_active",
         "webhook_secret",
         "previous_webhook_secret",
+        "app_client_secret",
     }
     assert row.user_id == world["bob"]
     assert row.previous_webhook_secret is None, "an expired secret never leaves the database"

@@ -16,6 +16,8 @@ def alembic_config(settings: Settings) -> Config:
     config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
     config.attributes["owner_url"] = owner_url(settings)
     config.attributes["app_password"] = settings.resolved_app_db_password
+    # Data migrations that encrypt or decrypt secrets at rest need the key.
+    config.attributes["encryption_key"] = settings.encryption_key
     return config
 
 

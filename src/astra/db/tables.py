@@ -46,6 +46,20 @@ class Platform(StrEnum):
     woocommerce = "woocommerce"
 
 
+class CredentialsKind(StrEnum):
+    shopify_app = "shopify_app"  # a Dev Dashboard app: client id and secret
+    shopify_token = "shopify_token"  # noqa: S105 (a legacy custom app: its Admin API access token)
+    woocommerce_key = "woocommerce_key"  # a REST API key: consumer key and secret
+
+
+class WebhookStatus(StrEnum):
+    """A registered webhook as the store shows it now."""
+
+    active = "active"
+    disabled = "disabled"  # WooCommerce switched it off after failed deliveries
+    missing = "missing"  # gone from the store (Shopify removes failing ones)
+
+
 class DeliveryOutcome(StrEnum):
     """What an accepted delivery did; every one of them is recorded."""
 
@@ -108,15 +122,29 @@ integrations = Table(
     # The platform (a Platform value); the brief calls it `type`.
     Column("type", Text, nullable=False),
     Column("domain", Text, nullable=False),
+    # Every secret below is a Fernet token (astra.crypto), never returned by the API.
     Column("webhook_secret", Text, nullable=False),
     # After a rotation the old secret keeps verifying until previous_secret_expires_at.
     Column("previous_webhook_secret", Text),
     Column("previous_secret_expires_at", DateTime(timezone=True)),
-    # Fernet token; never returned by the API.
-    Column("admin_access_token", Text),
     Column("is_active", Boolean, nullable=False, server_default=text("true")),
     _now("created_at"),
     _now("updated_at"),
+    # The store's API: which credentials are stored (a CredentialsKind), and they (JSON).
+    Column("credentials_kind", Text),
+    Column("credentials", Text),
+    # The Shopify app's client secret: it signs the webhooks registered through the API.
+    Column("app_client_secret", Text),
+    # The access token the client credentials grant last gave, until it expires.
+    Column("access_token", Text),
+    Column("access_token_expires_at", DateTime(timezone=True)),
+    # The last connection check: when, its problem (None: it worked), and what it found.
+    Column("checked_at", DateTime(timezone=True)),
+    Column("check_problem", Text),
+    Column("check_message", Text),
+    Column("shop_name", Text),
+    # When working credentials for exactly this store last proved the seller holds it.
+    Column("proven_at", DateTime(timezone=True)),
     UniqueConstraint("domain", name="integrations_domain_key"),
     UniqueConstraint("id", "user_id", name="integrations_id_user_key"),
 )
@@ -198,4 +226,20 @@ Index(
     "webhook_deliveries_integration_received_idx",
     webhook_deliveries.c.integration_id,
     webhook_deliveries.c.received_at.desc(),
+)
+
+# The order webhooks Astra registered at each store, as last seen there.
+store_webhooks = Table(
+    "store_webhooks",
+    metadata,
+    Column("integration_id", Uuid, nullable=False),
+    Column("user_id", Uuid, nullable=False),
+    Column("topic", Text, nullable=False),
+    Column("remote_id", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("address", Text, nullable=False),
+    _now("registered_at"),
+    _now("checked_at"),
+    PrimaryKeyConstraint("integration_id", "topic", name="store_webhooks_pkey"),
+    _owned_through_integration("store_webhooks_integration_fkey"),
 )

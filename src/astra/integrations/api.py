@@ -126,6 +126,7 @@ async def set_webhook_secret(
         integration_id,
         secret=body.webhook_secret if body else None,
         grace=timedelta(hours=settings.secret_grace_hours),
+        encryption_key=settings.encryption_key,
     )
     return WebhookSecretRead(
         webhook_secret=state.webhook_secret,

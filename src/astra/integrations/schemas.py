@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any, ClassVar
 
 from pydantic import (
     BaseModel,
@@ -11,10 +11,11 @@ from pydantic import (
     StringConstraints,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
-from astra.db.tables import DeliveryOutcome, Platform
+from astra.db.tables import CredentialsKind, DeliveryOutcome, Platform
 from astra.stores.domains import InvalidDomain, validate_domain
 
 # PostgreSQL text cannot hold NUL; refuse it here instead of failing in the database.
@@ -35,6 +36,77 @@ AdminAccessToken = Annotated[
 ]
 
 
+# One credential value as the store's admin shows it: printable ASCII, no spaces.
+CredentialValue = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=8, max_length=500, pattern=r"^[!-~]+$"),
+]
+
+
+class _Credentials(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"writeOnly": True})
+    kind: ClassVar[CredentialsKind]
+    platform: ClassVar[Platform]
+
+
+class ShopifyAppCredentials(_Credentials):
+    """A Shopify app from the Dev Dashboard (Settings): Astra exchanges the client id and
+    secret for access tokens (client credentials grant) and renews them."""
+
+    kind = CredentialsKind.shopify_app
+    platform = Platform.shopify
+    client_id: CredentialValue
+    client_secret: CredentialValue
+
+
+class ShopifyTokenCredentials(_Credentials):
+    """A legacy custom app made in the store's admin: its Admin API access token, and its
+    API secret key, which signs the webhooks Astra registers (without it they cannot be
+    verified, so Astra does not register them)."""
+
+    kind = CredentialsKind.shopify_token
+    platform = Platform.shopify
+    access_token: CredentialValue
+    client_secret: CredentialValue | None = None
+
+
+class WooCommerceCredentials(_Credentials):
+    """A WooCommerce REST API key (WooCommerce > Settings > Advanced > REST API), with
+    Read/Write permission so Astra can set the webhooks up."""
+
+    kind = CredentialsKind.woocommerce_key
+    platform = Platform.woocommerce
+    consumer_key: CredentialValue
+    consumer_secret: CredentialValue
+
+    @field_validator("consumer_key", "consumer_secret")
+    @classmethod
+    def _prefixed(cls, value: str, info: ValidationInfo) -> str:
+        what, prefix = ("key", "ck_") if info.field_name == "consumer_key" else ("secret", "cs_")
+        if not value.startswith(prefix):
+            raise PydanticCustomError(
+                "credential",
+                f"WooCommerce consumer {what}s start with {prefix}. Copy it from "
+                "WooCommerce > Settings > Advanced > REST API.",
+            )
+        return value
+
+
+# Write-only: stored encrypted, never returned (see has_credentials).
+Credentials = ShopifyAppCredentials | ShopifyTokenCredentials | WooCommerceCredentials
+WRONG_PLATFORM = "These credentials are for {kind}; this store is on {platform}."
+
+
+def check_credentials_platform(credentials: Credentials | None, platform: Platform) -> None:
+    """422 (at `credentials`) when the credentials are another platform's."""
+    if credentials is not None and credentials.platform != platform:
+        names = {Platform.shopify: "Shopify", Platform.woocommerce: "WooCommerce"}
+        raise PydanticCustomError(
+            "credentials_platform",
+            WRONG_PLATFORM.format(kind=names[credentials.platform], platform=names[platform]),
+        )
+
+
 def _checked_domain(value: str, info: ValidationInfo) -> str:
     platform = info.data.get("type")
     if platform is None:
@@ -53,8 +125,34 @@ class IntegrationCreate(BaseModel):
     type: Platform
     domain: RawDomain
     admin_access_token: AdminAccessToken | None = None
+    credentials: Credentials | None = None
 
     _domain = field_validator("domain")(_checked_domain)
+
+    @field_validator("credentials")
+    @classmethod
+    def _for_the_platform(cls, value: Credentials | None, info: ValidationInfo) -> Any:
+        if "type" in info.data:
+            check_credentials_platform(value, info.data["type"])
+        return value
+
+    @model_validator(mode="after")
+    def _one_way_to_give_a_token(self) -> IntegrationCreate:
+        if self.admin_access_token is not None and self.credentials is not None:
+            raise PydanticCustomError(
+                "credentials", "Give either credentials or admin_access_token, not both."
+            )
+        if self.admin_access_token is not None and self.type is not Platform.shopify:
+            raise PydanticCustomError(
+                "credentials", "An admin access token is a Shopify credential."
+            )
+        return self
+
+    def given_credentials(self) -> Credentials | None:
+        """The credentials, the old `admin_access_token` field meaning a token alone."""
+        if self.admin_access_token is not None:
+            return ShopifyTokenCredentials(access_token=self.admin_access_token)
+        return self.credentials
 
 
 class IntegrationUpdate(BaseModel):
@@ -67,6 +165,8 @@ class IntegrationUpdate(BaseModel):
     domain: RawDomain | None = None
     is_active: bool | None = None
     admin_access_token: AdminAccessToken | None = None
+    # null removes the stored credentials; checked against the final type by the service.
+    credentials: Credentials | None = None
 
     @field_validator("name", "type", "domain", "is_active", "admin_access_token", mode="before")
     @classmethod
@@ -93,6 +193,9 @@ class IntegrationRead(BaseModel):
     )
     has_admin_access_token: bool = Field(
         default=False, description="Whether an Admin API access token is stored."
+    )
+    has_credentials: bool = Field(
+        default=False, description="Whether credentials for the store's API are stored."
     )
 
 

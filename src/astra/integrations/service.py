@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
+from pydantic_core import PydanticCustomError
 from sqlalchemy import (
     Executable,
     Result,
@@ -27,11 +28,25 @@ from sqlalchemy.exc import IntegrityError
 
 from astra.access import ensure_visible, refuse, viewer, visible_to
 from astra.auth.principal import Principal
-from astra.crypto import encrypt
+from astra.crypto import decrypt, encrypt, encrypt_optional
 from astra.db.session import Transaction
-from astra.db.tables import integrations, orders, users, webhook_deliveries
+from astra.db.tables import (
+    CredentialsKind,
+    Platform,
+    integrations,
+    orders,
+    users,
+    webhook_deliveries,
+)
 from astra.errors import Conflict, InvalidInput
-from astra.integrations.schemas import DeliveryRead, IntegrationCreate, IntegrationUpdate
+from astra.integrations.schemas import (
+    Credentials,
+    DeliveryRead,
+    IntegrationCreate,
+    IntegrationUpdate,
+    ShopifyTokenCredentials,
+    check_credentials_platform,
+)
 from astra.pagination import Page, decode_cursor, split_page
 from astra.stores.domains import InvalidDomain, validate_domain
 
@@ -47,8 +62,11 @@ PUBLIC_COLUMNS = (
     integrations.c.is_active,
     integrations.c.created_at,
     integrations.c.updated_at,
-    # Whether the (encrypted) admin access token is set; the token itself never leaves.
-    integrations.c.admin_access_token.is_not(None).label("has_admin_access_token"),
+    # Which credentials are set, never what they are.
+    integrations.c.credentials_kind.is_not_distinct_from(CredentialsKind.shopify_token.value).label(
+        "has_admin_access_token"
+    ),
+    integrations.c.credentials_kind.is_not(None).label("has_credentials"),
 )
 _ORDER_STATS = (
     select(
@@ -86,6 +104,7 @@ class IntegrationRow(NamedTuple):
     created_at: datetime
     updated_at: datetime
     has_admin_access_token: bool
+    has_credentials: bool
     owner_email: str
     order_count: int = 0
     last_order_at: datetime | None = None
@@ -130,6 +149,12 @@ _GET = {
     for is_admin in (False, True)
 }
 
+_LOCK_SECRET = (
+    select(integrations.c.webhook_secret, integrations.c.previous_secret_expires_at)
+    .where(integrations.c.id == bindparam("id"))
+    .with_for_update()
+)
+
 # The columns come from the parameters at execution time.
 INSERT_INTEGRATION = insert(integrations).returning(*PUBLIC_COLUMNS)
 
@@ -159,14 +184,13 @@ async def create_integration(
     db: Transaction, principal: Principal, data: IntegrationCreate, *, encryption_key: bytes
 ) -> tuple[IntegrationRow, str]:
     secret = new_webhook_secret()
-    token = data.admin_access_token
     values = {
         "user_id": principal.id,
         "name": data.name,
         "type": data.type,
         "domain": data.domain,
-        "webhook_secret": secret,
-        "admin_access_token": encrypt(encryption_key, token) if token is not None else None,
+        "webhook_secret": encrypt(encryption_key, secret),
+        **credential_columns(data.given_credentials(), encryption_key),
     }
     row = (await _execute_unique(db, INSERT_INTEGRATION, values)).one()
     return IntegrationRow(**row._mapping, owner_email=principal.email), secret
@@ -181,9 +205,18 @@ async def update_integration(
     encryption_key: bytes,
 ) -> IntegrationRow:
     current = await get_integration(db, principal, integration_id)
-    changes = data.model_dump(exclude_unset=True)
-    if "admin_access_token" in changes:
-        changes["admin_access_token"] = encrypt(encryption_key, changes["admin_access_token"])
+    changes = data.model_dump(exclude_unset=True, exclude={"admin_access_token", "credentials"})
+    platform = Platform(changes.get("type", current.type))
+    if "admin_access_token" in data.model_fields_set or "credentials" in data.model_fields_set:
+        given = _updated_credentials(data)
+        _check_platform(given, platform)
+        changes |= credential_columns(given, encryption_key)
+    elif "type" in changes and current.has_credentials and platform != current.type:
+        raise InvalidInput(
+            "The stored credentials are for the other platform: replace or remove them "
+            "(credentials: null) when changing the platform.",
+            field="credentials",
+        )
     if "type" in changes or "domain" in changes:
         platform = changes.get("type", current.type)
         try:
@@ -209,38 +242,35 @@ async def set_webhook_secret(
     *,
     secret: str | None,
     grace: timedelta,
+    encryption_key: bytes,
 ) -> SecretState:
     """Replace the webhook secret with `secret`, or a new random one when None.
 
     The replaced secret keeps verifying for `grace` (the store may still sign with it for
     a while), measured on the database clock that the webhook lookup also uses. Only one
     previous secret is kept: rotating again within the grace period drops the older one.
-    Setting the secret it already has changes nothing.
+    Setting the secret it already has changes nothing. Secrets are stored encrypted, so
+    the comparison is made here, on the row locked against a concurrent rotation.
     """
     await ensure_visible(db, principal, integration_id)
+    current = (await db.execute(_LOCK_SECRET, {"id": integration_id})).one()
     new_secret = secret if secret is not None else new_webhook_secret()
+    if decrypt(encryption_key, current.webhook_secret) == new_secret:
+        return SecretState(new_secret, current.previous_secret_expires_at)
     keep_previous = grace > timedelta(0)
-    changed = (
+    expires_at = (
         await db.execute(
             update(integrations)
-            .where(integrations.c.id == integration_id, integrations.c.webhook_secret != new_secret)
+            .where(integrations.c.id == integration_id)
             .values(
-                previous_webhook_secret=integrations.c.webhook_secret if keep_previous else None,
+                previous_webhook_secret=current.webhook_secret if keep_previous else None,
                 previous_secret_expires_at=func.now() + grace if keep_previous else None,
-                webhook_secret=new_secret,
+                webhook_secret=encrypt(encryption_key, new_secret),
             )
-            .returning(integrations.c.webhook_secret, integrations.c.previous_secret_expires_at)
+            .returning(integrations.c.previous_secret_expires_at)
         )
-    ).one_or_none()
-    if changed is None:
-        changed = (
-            await db.execute(
-                select(
-                    integrations.c.webhook_secret, integrations.c.previous_secret_expires_at
-                ).where(integrations.c.id == integration_id)
-            )
-        ).one()
-    return SecretState(*changed)
+    ).scalar_one()
+    return SecretState(new_secret, expires_at)
 
 
 async def delete_integration(
@@ -283,3 +313,40 @@ async def list_deliveries(
     otherwise): the seller's view of what the receiver recorded."""
     await ensure_visible(db, principal, integration_id)
     return list(await db.execute(DELIVERY_LOG, {"id": integration_id, "limit": limit}))
+
+
+def credential_columns(credentials: Credentials | None, encryption_key: bytes) -> dict[str, Any]:
+    """The columns that hold `credentials` (None: none stored), encrypted. New credentials
+    also forget the access token and the check the old ones earned."""
+    client_secret = getattr(credentials, "client_secret", None)
+    return {
+        "credentials_kind": credentials.kind.value if credentials else None,
+        "credentials": encrypt(encryption_key, credentials.model_dump_json())
+        if credentials
+        else None,
+        "app_client_secret": encrypt_optional(encryption_key, client_secret),
+        "access_token": None,
+        "access_token_expires_at": None,
+        "checked_at": None,
+        "check_problem": None,
+        "check_message": None,
+        "shop_name": None,
+        "proven_at": None,
+    }
+
+
+def _updated_credentials(data: IntegrationUpdate) -> Credentials | None:
+    if data.admin_access_token is not None:
+        if data.credentials is not None:
+            raise InvalidInput(
+                "Give either credentials or admin_access_token, not both.", field="credentials"
+            )
+        return ShopifyTokenCredentials(access_token=data.admin_access_token)
+    return data.credentials
+
+
+def _check_platform(credentials: Credentials | None, platform: Platform) -> None:
+    try:
+        check_credentials_platform(credentials, platform)
+    except PydanticCustomError as exc:
+        raise InvalidInput(str(exc), field="credentials") from None

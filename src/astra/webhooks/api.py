@@ -79,6 +79,10 @@ async def receive_order(request: Request, db: Db, settings: SettingsDep) -> Webh
     target = _integration_id(request.query_params.get("id"))
     body = await _read_body(request, settings.webhook_max_body_bytes)
     outcome = await service.receive_order_webhook(
-        db, integration_id=target, headers=request.headers, body=body
+        db,
+        integration_id=target,
+        headers=request.headers,
+        body=body,
+        encryption_key=settings.encryption_key,
     )
     return WebhookReceipt(outcome=outcome)

@@ -25,6 +25,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.sql.dml import ReturningInsert
 
+from astra.crypto import decrypt
 from astra.db.session import Transaction, act_as
 from astra.db.tables import DeliveryOutcome, webhook_deliveries
 from astra.errors import OUTAGE_RETRY_SECONDS, AstraError, NotAuthenticated, NotFound
@@ -52,7 +53,7 @@ NO_INTEGRATION = "No integration with this id."
 TARGET = text(
     """
     SELECT t.user_id, t.type AS platform, t.domain, t.is_active, t.webhook_secret,
-           t.previous_webhook_secret, public.app_act_as(t.user_id)
+           t.previous_webhook_secret, t.app_client_secret, public.app_act_as(t.user_id)
     FROM public.app_webhook_target(:id) AS t
     """
 )
@@ -146,6 +147,7 @@ async def receive_order_webhook(
     integration_id: uuid.UUID,
     headers: Mapping[str, str],
     body: bytes,
+    encryption_key: bytes,
 ) -> Receipt:
     target = await _guarded(_find_target(db, integration_id), integration_id)
     if target is None:
@@ -156,7 +158,7 @@ async def receive_order_webhook(
         log.info("webhook ping", extra={"integration_id": str(integration_id)})
         return "ping"
     sent = rules.read_headers(headers)
-    _check_sender(rules, sent, target, body, integration_id)
+    _check_sender(rules, sent, target, body, integration_id, encryption_key)
     delivery = _prepare(rules, sent, body, integration_id)
     receipt = await _guarded(_record(db, integration_id, target, delivery), integration_id)
     log.info(
@@ -180,12 +182,18 @@ def _check_sender(
     target: Row[Any],
     body: bytes,
     integration_id: uuid.UUID,
+    encryption_key: bytes,
 ) -> None:
-    """401 unless the body is signed with a valid secret and names the integration's store."""
+    """401 unless the body is signed with a valid secret and names the integration's store.
+
+    Valid: the webhook secret, the previous one during its grace period, and the Shopify
+    app's client secret, which signs the webhooks Astra registered through the API. All are
+    stored encrypted; they are decrypted only once the delivery claims a signature."""
     if sent.signature is None:
         _refused(integration_id, "unsigned")
         raise InvalidSignature("The delivery is not signed.")
-    valid_secrets = [s for s in (target.webhook_secret, target.previous_webhook_secret) if s]
+    stored = (target.webhook_secret, target.previous_webhook_secret, target.app_client_secret)
+    valid_secrets = [decrypt(encryption_key, s) for s in stored if s]
     if not verify(valid_secrets, body, sent.signature):
         _refused(integration_id, "bad-signature")
         raise InvalidSignature("The signature does not match this integration's webhook secret.")

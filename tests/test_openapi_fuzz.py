@@ -34,8 +34,8 @@ from schemathesis.specs.openapi.checks import (
 from astra.app import create_app
 from astra.auth.deps import SESSION_COOKIE
 from astra.auth.limits import SignInLimits
+from testkit.stores import Store, connect_store, send_order
 from tests.conftest import PASSWORD, Account, TestDatabase, client_for
-from tests.webhooks.stores import Store, connect_store, send_order
 
 CHECKS = [
     not_a_server_error,

@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from astra.auth.principal import Principal
 from astra.db.urls import app_url
 from astra.integrations import service as integrations
-from astra.orders.service import visible_orders
-from astra.webhooks.service import DELIVERY_COLUMNS, deliveries
+from astra.orders.service import orders_page
+from astra.webhooks.service import deliveries_page
 from testkit import seed
 from tests.conftest import TestDatabase
 
@@ -88,17 +88,19 @@ async def test_hot_reads_are_index_scans_at_100k_stores(
         ("admin list, 90,000 deep", admin, integrations.LIST_PAGE[True, True], cursor),
         ("one integration", seller, integrations._GET[False], {"id": twenty_store}),
         ("access check", seller, integrations._VISIBLE_KEY[False], {"id": twenty_store}),
-        ("seller's orders", seller, visible_orders(as_seller).limit(51), {}),
         (
-            "deliveries",
+            "seller's orders",
             seller,
-            deliveries.select()
-            .with_only_columns(*DELIVERY_COLUMNS)
-            .where(deliveries.c.integration_id == twenty_store)
-            .order_by(deliveries.c.received_at.desc())
-            .limit(20),
+            orders_page(as_seller, integration_id=None, after=None, limit=51),
             {},
         ),
+        (
+            "one store's orders",
+            seller,
+            orders_page(as_seller, integration_id=twenty_store, after=None, limit=51),
+            {},
+        ),
+        ("deliveries", seller, deliveries_page(twenty_store, limit=20), {}),
     ]
     url = app_url(test_database.settings).set(drivername="postgresql")
     connection = await asyncpg.connect(url.render_as_string(hide_password=False))

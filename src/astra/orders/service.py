@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Row, Select, Table, select, tuple_
@@ -45,13 +46,26 @@ async def list_orders(
     cursor: str | None,
 ) -> OrderPage:
     """Newest first by arrival; one integration's (403/404 as for the integration) or all."""
-    query = visible_orders(principal)
     if integration_id is not None:
         await ensure_visible(db, principal, integration_id)
-        query = query.where(orders.c.integration_id == integration_id)
-    if cursor is not None:
-        received_at, order_id = decode_cursor(cursor)
-        query = query.where(tuple_(orders.c.received_at, orders.c.id) < (received_at, order_id))
-    query = query.order_by(orders.c.received_at.desc(), orders.c.id.desc()).limit(limit + 1)
+    after = decode_cursor(cursor) if cursor is not None else None
+    query = orders_page(principal, integration_id=integration_id, after=after, limit=limit + 1)
     rows = list(await db.execute(query))
     return OrderPage(*split_page(rows, limit, lambda row: (row.received_at, row.id)))
+
+
+def orders_page(
+    principal: Principal,
+    *,
+    integration_id: uuid.UUID | None,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> Select[Any]:
+    """The statement `list_orders` runs (and the query-plan test plans): the visible
+    orders, of one integration or all, newest arrival first, after the cursor's row."""
+    query = visible_orders(principal)
+    if integration_id is not None:
+        query = query.where(orders.c.integration_id == integration_id)
+    if after is not None:
+        query = query.where(tuple_(orders.c.received_at, orders.c.id) < after)
+    return query.order_by(orders.c.received_at.desc(), orders.c.id.desc()).limit(limit)

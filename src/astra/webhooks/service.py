@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Row, Table, select, text
+from sqlalchemy import Row, Select, Table, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from astra.auth.principal import Principal
@@ -320,10 +320,14 @@ async def list_deliveries(
 ) -> list[Row[Any]]:
     """The newest deliveries of one integration the principal may see (403/404 otherwise)."""
     await ensure_visible(db, principal, integration_id)
-    result = await db.execute(
+    return list(await db.execute(deliveries_page(integration_id, limit=limit)))
+
+
+def deliveries_page(integration_id: uuid.UUID, *, limit: int) -> Select[Any]:
+    """The statement `list_deliveries` runs (and the query-plan test plans)."""
+    return (
         select(*DELIVERY_COLUMNS)
         .where(deliveries.c.integration_id == integration_id)
         .order_by(deliveries.c.received_at.desc())
         .limit(limit)
     )
-    return list(result)

@@ -20,7 +20,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from benchmarks import run, seed
+from benchmarks import run
+from testkit import seed
 
 BEFORE_PORT, AFTER_PORT = 8103, 8100
 SCENARIOS = {

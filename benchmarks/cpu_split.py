@@ -28,7 +28,8 @@ from astra.app import create_app
 from astra.db.session import Database
 from astra.db.urls import app_url
 from astra.settings import Settings
-from benchmarks import raw_app, seed
+from benchmarks import raw_app
+from testkit import seed
 
 ROOT = Path(__file__).resolve().parent
 CONCURRENCY = 8
@@ -196,7 +197,6 @@ def read_deliveries(path: Path) -> list[list[str]]:
 async def measure(
     settings: Settings, deliveries: list[list[str]], requests: int, rounds: int
 ) -> None:
-    os.environ["RAW_DATABASE_URL"] = raw_app.database_url(settings)
     project, raw = create_app(settings), raw_app.app
     stops = [await _start(project), await _start(raw)]
     try:

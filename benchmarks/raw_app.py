@@ -2,13 +2,14 @@
 project, with the same per-transaction RLS context, and returns the same JSON.
 
 Nothing here is used by the product; it is the yardstick the project is measured against.
-Run: uvicorn benchmarks.raw_app:app (env RAW_DATABASE_URL = the app role's URL).
+Run: python -m benchmarks.raw_app --port 8101 [--workers N]. It connects as the app role to
+the database the project's settings name (DATABASE_URL, ASTRA_DATA_DIR), as `astra serve`.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
-import os
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from urllib.parse import parse_qs
 
 import asyncpg
 import orjson
+import uvicorn
 from sqlalchemy import Executable
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 
@@ -126,10 +128,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                encryption_key = Settings().encryption_key
-                pool = await asyncpg.create_pool(
-                    os.environ["RAW_DATABASE_URL"], min_size=10, max_size=20
-                )
+                settings = Settings()
+                encryption_key = settings.encryption_key
+                pool = await asyncpg.create_pool(database_url(settings), min_size=10, max_size=20)
                 await send({"type": "lifespan.startup.complete"})
             else:
                 assert pool is not None
@@ -241,3 +242,21 @@ async def _deliver(
         await connection.execute(MARK_STALE.sql, *MARK_STALE.args(values))
         return 200, b'{"outcome":"stale"}'
     return 200, _json({"outcome": outcome})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="The raw stack on 127.0.0.1.")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    uvicorn.run(
+        "benchmarks.raw_app:app",
+        port=args.port,
+        workers=args.workers,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -28,7 +28,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from astra.db.urls import owner_url
 from astra.pagination import encode_cursor
 from astra.settings import Settings
-from benchmarks import chart, cpu_split, raw_app, seed, webhook_payloads
+from benchmarks import chart, cpu_split
+from testkit import seed, webhook_payloads
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
@@ -127,26 +128,13 @@ def serve_project(port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
-def start_servers(settings: Settings, env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
+def start_servers(env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
     for port in (PROJECT_PORT, RAW_PORT):
         ensure_free(port)
-    raw = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "benchmarks.raw_app:app",
-        "--port",
-        str(RAW_PORT),
-        "--workers",
-        str(WORKERS),
-        "--log-level",
-        "warning",
-        "--no-access-log",
-    ]
-    raw_env = env | {"RAW_DATABASE_URL": raw_app.database_url(settings)}
+    raw = [sys.executable, "-m", "benchmarks.raw_app", "--port", str(RAW_PORT)]
     servers = [
         serve_project(PROJECT_PORT, env),
-        subprocess.Popen(raw, env=raw_env, stdout=subprocess.DEVNULL),
+        subprocess.Popen([*raw, "--workers", str(WORKERS)], env=env, stdout=subprocess.DEVNULL),
     ]
     wait_until_up(PROJECT_PORT)
     wait_until_up(RAW_PORT)
@@ -302,7 +290,7 @@ def main() -> int:
             connections=1,
         ),
     ]
-    servers = start_servers(settings, env)
+    servers = start_servers(env)
     try:
         for scenario in scenarios:
             for _ in range(args.runs):

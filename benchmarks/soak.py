@@ -5,9 +5,9 @@ RSS, the app role's connections, webhook 2xx against rows stored.
 
     .venv/bin/python -m benchmarks.soak [--seconds 300] [--workers 2] [--sellers 8] [--users 3]
 
-The same harness as the bounded test (tests/reliability/test_load.py), run longer. It
-starts and stops its own PostgreSQL in a temporary data dir; traffic goes only to
-127.0.0.1. Exit status 1 when anything failed.
+The same harness (testkit/harness.py, testkit/load.py) as the bounded test
+(tests/reliability/test_load.py), run longer. It starts and stops its own PostgreSQL in a
+temporary data dir; traffic goes only to 127.0.0.1. Exit status 1 when anything failed.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 from astra.settings import Settings
-from tests.reliability.harness import EmbeddedPostgres, accounts_with_stores, serving
-from tests.reliability.load import (
+from testkit.harness import EmbeddedPostgres, accounts_with_stores, serving
+from testkit.load import (
     CONNECTION,
     ERROR,
     UNAVAILABLE,

@@ -1,30 +1,44 @@
 """The benchmark's yardstick is only fair if it does the project's work: the raw stack
-(benchmarks/raw_app.py) answers the list with the project's JSON, page by page, and a
-create with the project's shape."""
+(benchmarks/raw_app.py), started as `make bench` starts it, answers the list with the
+project's JSON, page by page, and a create with the project's shape."""
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
 
 from astra.auth.deps import SESSION_COOKIE
-from benchmarks import raw_app
-from tests.conftest import Account, TestDatabase, client_for
+from testkit.processes import HOST, free_port, start, stop, wait_until_serving
+from tests.conftest import Account, TestDatabase
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-async def raw_stack(test_database: TestDatabase) -> AsyncIterator[httpx.AsyncClient]:
-    url = raw_app.database_url(test_database.settings)
-    raw_app.pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
+async def raw_stack(
+    test_database: TestDatabase, tmp_path: Path
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The raw stack in its own process, on the test database, over real HTTP."""
+    env = os.environ | {
+        "DATABASE_URL": test_database.owner_url.render_as_string(hide_password=False),
+        "ASTRA_DATA_DIR": str(test_database.settings.data_dir),
+    }
+    port, log_path = free_port(), tmp_path / "raw_app.log"
+    command = [sys.executable, "-m", "benchmarks.raw_app", "--port", str(port)]
+    process = start(command, env, log_path, cwd=ROOT)
     try:
-        async with client_for(raw_app.app) as client:
+        url = f"http://{HOST}:{port}"
+        wait_until_serving(process, url, log_path, timeout=30)
+        # Webhook URLs start with the host a request names: the one the project's clients use.
+        async with httpx.AsyncClient(base_url=url, headers={"Host": "testserver"}) as client:
             yield client
     finally:
-        await raw_app.pool.close()
-        raw_app.pool = None
+        stop(process, timeout=10)
 
 
 def session_of(account: Account) -> dict[str, str]:

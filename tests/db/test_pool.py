@@ -13,8 +13,8 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from testkit.processes import free_port
 from tests.conftest import PASSWORD, Account, TestDatabase, client_for, make_user, running
-from tests.processes import free_port
 
 
 @pytest.fixture

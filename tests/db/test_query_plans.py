@@ -17,32 +17,17 @@ from astra import access
 from astra.db.urls import app_url
 from astra.integrations import service as integrations
 from astra.orders import service as orders
-from benchmarks import seed
+from testkit import seed
 from tests.conftest import TestDatabase
-
-SELLERS, STORES_PER_SELLER = 10_000, 10
-# One delivery per store, as the orders: an empty table is planned as a sequential scan.
-DELIVERIES_SQL = """
-INSERT INTO public.webhook_deliveries
-  (integration_id, delivery_id, user_id, topic, platform_order_id, outcome, body_bytes)
-SELECT id, 'seeded', user_id, 'orders/create', '1001', 'stored', 100 FROM public.integrations
-"""
 
 
 async def seed_100k_stores(owner_engine: AsyncEngine) -> None:
-    """The benchmark's own set-based seed, one order and one delivery per store, then fresh
-    statistics."""
-    params = {
-        "hash": "not-a-real-hash",
-        "sellers": SELLERS,
-        "per_seller": STORES_PER_SELLER,
-        "seller20": seed.SELLER_20,
-        "admin": seed.ADMIN,
-        "per_store": 1,
-    }
+    """The benchmark's own set-based seed, with one order and one delivery per store (an
+    empty table is planned as a sequential scan), then fresh statistics."""
     async with owner_engine.begin() as connection:
-        for statement in [*seed.STATEMENTS, seed.ORDERS_SQL, DELIVERIES_SQL]:
-            await connection.execute(text(statement), params)
+        await seed.seed_stores(connection, "not-a-real-hash")
+        await seed.seed_orders(connection, per_store=1)
+        await seed.seed_deliveries(connection)
     async with owner_engine.connect() as connection:
         await connection.execution_options(isolation_level="AUTOCOMMIT")
         await connection.execute(text("ANALYZE"))
@@ -102,6 +87,12 @@ async def test_hot_reads_are_index_scans_at_100k_stores(
         ("one integration", seller, integrations._GET[False], {"id": twenty_store}),
         ("access check", seller, access._VISIBLE_KEY[False], {"id": twenty_store}),
         ("seller's orders", seller, orders.LIST_PAGE[False, False, False], {}),
+        (
+            "one store's orders",
+            seller,
+            orders.LIST_PAGE[False, True, False],
+            {"integration_id": twenty_store},
+        ),
         ("deliveries", seller, integrations.DELIVERY_LOG, {"id": twenty_store, "limit": 20}),
     ]
     url = app_url(test_database.settings).set(drivername="postgresql")

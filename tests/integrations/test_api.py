@@ -21,7 +21,7 @@ from tests.conftest import PASSWORD, Account, TestDatabase, running, signed_in
 BASE = "/api/integrations"
 STORE = {"name": "Corner Shop", "type": "woocommerce", "domain": "corner.example.com"}
 
-# The contract's fields (ARCHITECTURE.md) plus owner_email, which the list shows admins.
+# The contract's fields (../shared/ARCHITECTURE.md) plus owner_email, which the list shows admins.
 CONTRACT_KEYS = {
     "id",
     "user_id",

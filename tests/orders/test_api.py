@@ -12,8 +12,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import event
 
-from tests.conftest import Account
-from tests.webhooks.stores import (
+from testkit.stores import (
     Store,
     connect_store,
     deliver,
@@ -21,6 +20,7 @@ from tests.webhooks.stores import (
     send_order,
     shopify_headers,
 )
+from tests.conftest import Account
 
 
 @pytest.fixture

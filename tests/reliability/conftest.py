@@ -3,6 +3,7 @@ embedded PostgreSQL, which they may stop: never the suite's shared database."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import suppress
 from pathlib import Path
@@ -11,7 +12,13 @@ from subprocess import CalledProcessError
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.reliability.harness import EmbeddedPostgres
+from testkit.harness import EmbeddedPostgres
+
+# Each test brings its own database and never touches DATABASE_URL's server, so the
+# suite's second run on that server (`make test`) would only repeat it.
+own_database_only = pytest.mark.skipif(
+    bool(os.environ.get("DATABASE_URL")), reason="runs on its own embedded PostgreSQL"
+)
 
 
 @pytest.fixture(autouse=True)

@@ -7,13 +7,12 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.reliability.harness import (
+from testkit.harness import (
     EmbeddedPostgres,
     accounts_with_stores,
-    own_database_only,
     serving,
 )
-from tests.reliability.load import (
+from testkit.load import (
     CONNECTION,
     ERROR,
     UNAVAILABLE,
@@ -22,6 +21,7 @@ from tests.reliability.load import (
     summary,
     wait_until_idle,
 )
+from tests.reliability.conftest import own_database_only
 
 pytestmark = [pytest.mark.reliability, own_database_only]
 

@@ -13,16 +13,15 @@ import time
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.reliability.harness import (
+from testkit.harness import (
     EmbeddedPostgres,
     accounts_with_stores,
     existing_integration_ids,
     new_client,
-    own_database_only,
     serving,
     stored_delivery_ids,
 )
-from tests.reliability.load import (
+from testkit.load import (
     CONNECTION,
     ERROR,
     OK,
@@ -30,6 +29,7 @@ from tests.reliability.load import (
     Tally,
     virtual_user,
 )
+from tests.reliability.conftest import own_database_only
 
 pytestmark = [pytest.mark.reliability, own_database_only]
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL
 
-from tests.processes import free_port, stop
+from testkit.processes import free_port, stop
 
 DATABASE_ALIAS = "astra"
 STATS_USER = "pgbouncer_stats"

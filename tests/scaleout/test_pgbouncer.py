@@ -36,8 +36,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from astra.auth.deps import SESSION_COOKIE
 from astra.db import migrate
 from astra.settings import Settings
+from testkit.processes import HOST, free_port, start_serve, stop, wait_until_serving
 from tests.conftest import TestDatabase, _create_database, make_user
-from tests.processes import HOST, free_port, start_serve, stop, wait_until_serving
 from tests.scaleout.pgbouncer import PgBouncer, pgbouncer_binary, running_pgbouncer
 
 pytestmark = [

@@ -24,8 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from astra.app import create_app
 from astra.auth.deps import SESSION_COOKIE
 from astra.logs import JsonFormatter
+from testkit.stores import Store, encode, hmac_b64, shopify_headers, shopify_order
 from tests.conftest import PASSWORD, TestDatabase, make_user
-from tests.webhooks.stores import Store, encode, hmac_b64, shopify_headers, shopify_order
 
 EMAIL = "shopkeeper@example.com"
 WRONG_PASSWORD = "not-my-password-7Q2x"

@@ -13,8 +13,8 @@ from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from astra.crypto import decrypt
+from testkit.stores import fetch
 from tests.conftest import Account, TestDatabase
-from tests.webhooks.stores import fetch
 
 BASE = "/api/integrations"
 TOKEN = "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"

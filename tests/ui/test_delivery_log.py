@@ -7,10 +7,10 @@ import httpx
 import pytest
 from playwright.async_api import expect
 
+from testkit.stores import deliver, encode, shopify_headers, shopify_order
 from tests.ui.conftest import Session
 from tests.ui.test_integrations_page import store_dialog
 from tests.ui.test_orders_and_secrets import as_store, open_edit
-from tests.webhooks.stores import deliver, encode, shopify_headers, shopify_order
 
 pytestmark = pytest.mark.ui
 

@@ -16,9 +16,9 @@ import pytest
 from playwright.async_api import Locator, Page, Route, expect
 
 from astra.web.templating import ago
+from testkit.stores import Store, send_order
 from tests.ui.conftest import Session
 from tests.ui.test_integrations_page import add_button, fill_store, store_card, store_dialog
-from tests.webhooks.stores import Store, send_order
 
 pytestmark = pytest.mark.ui
 

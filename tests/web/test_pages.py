@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from astra.web.redirects import HOME, safe_next
+from testkit.stores import connect_store, send_order
 from tests.conftest import Account
-from tests.webhooks.stores import connect_store, send_order
 
 
 @pytest.mark.parametrize(

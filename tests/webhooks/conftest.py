@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from testkit.stores import Store, connect_store
 from tests.conftest import Account
-from tests.webhooks.stores import Store, connect_store
 
 
 @pytest.fixture

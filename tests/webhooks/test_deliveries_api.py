@@ -7,8 +7,8 @@ import uuid
 import httpx
 import pytest
 
+from testkit.stores import Store, deliver, encode, send_order, shopify_headers
 from tests.conftest import Account
-from tests.webhooks.stores import Store, deliver, encode, send_order, shopify_headers
 
 
 def deliveries_url(store: Store, limit: int | None = None) -> str:

@@ -17,8 +17,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.conftest import Account
-from tests.webhooks.stores import (
+from testkit.stores import (
     T0,
     Store,
     deliver,
@@ -30,6 +29,7 @@ from tests.webhooks.stores import (
     shopify_headers,
     shopify_order,
 )
+from tests.conftest import Account
 
 FIVE_MIB = 5 * 1024 * 1024
 

@@ -10,8 +10,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.conftest import Account
-from tests.webhooks.stores import (
+from testkit.stores import (
     Store,
     deliver,
     deliveries_of,
@@ -22,6 +21,7 @@ from tests.webhooks.stores import (
     woo_headers,
     woo_order,
 )
+from tests.conftest import Account
 
 
 async def _log(seller: Account, store: Store) -> list[dict[str, object]]:

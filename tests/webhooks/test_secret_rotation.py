@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from testkit.stores import Store, deliver, encode, fetch, shopify_headers, shopify_order
 from tests.conftest import Account
-from tests.webhooks.stores import Store, deliver, encode, fetch, shopify_headers, shopify_order
 
 SHOPIFY_KEY = "4f3c2b1a0e9d8c7b6a5f4e3d2c1b0a99887766554433221100ffeeddccbbaa00"
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.webhooks.stores import (
+from testkit.stores import (
     T0,
     Store,
     deliver,

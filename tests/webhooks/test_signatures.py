@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from astra.webhooks.signatures import sign, signature_matches, verify
-from tests.webhooks.stores import hmac_b64
+from testkit.stores import hmac_b64
 
 SECRET = "Zp6B7q1c0m9E4r2T8y3U5i7O1p0A2s4D"
 

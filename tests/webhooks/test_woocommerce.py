@@ -8,8 +8,7 @@ from decimal import Decimal
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.conftest import Account
-from tests.webhooks.stores import (
+from testkit.stores import (
     T0,
     Store,
     connect_store,
@@ -20,6 +19,7 @@ from tests.webhooks.stores import (
     woo_headers,
     woo_order,
 )
+from tests.conftest import Account
 
 
 async def test_valid_delivery_stores_the_order(

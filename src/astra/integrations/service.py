@@ -19,6 +19,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal_column,
     select,
     true,
     tuple_,
@@ -63,9 +64,10 @@ PUBLIC_COLUMNS = (
     integrations.c.created_at,
     integrations.c.updated_at,
     # Which credentials are set, never what they are.
-    integrations.c.credentials_kind.is_not_distinct_from(CredentialsKind.shopify_token.value).label(
-        "has_admin_access_token"
-    ),
+    # (A constant in the SQL, not a parameter: the statement stays one compiled text.)
+    integrations.c.credentials_kind.is_not_distinct_from(
+        literal_column(f"'{CredentialsKind.shopify_token.value}'")
+    ).label("has_admin_access_token"),
     integrations.c.credentials_kind.is_not(None).label("has_credentials"),
 )
 _ORDER_STATS = (

@@ -1,12 +1,9 @@
-"""Signed Shopify deliveries for the webhook benchmark, written one per line for wrk."""
+"""Signed Shopify deliveries for the webhook benchmark (`make bench`), written one per line
+for wrk's webhook.lua, signed as testkit.stores signs them."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
-import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,10 +13,12 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from astra.crypto import decrypt
 from astra.db.urls import owner_url
 from astra.settings import Settings
+from testkit.stores import encode, hmac_b64
 
 
-def shopify_order(order_id: int, shop: str) -> dict[str, object]:
-    """A trimmed but realistic orders/updated payload (about 1.5 KB)."""
+def bench_order(order_id: int, shop: str) -> dict[str, object]:
+    """A trimmed but realistic orders/updated payload (about 1.5 KB), the benchmark's own:
+    its size is part of what the published figures measured."""
     moment = datetime(2026, 11, 1, tzinfo=UTC) + timedelta(minutes=order_id % 10_000)
     return {
         "id": order_id,
@@ -82,10 +81,7 @@ def write(settings: Settings, path: Path, *, stores: int = 200, per_store: int =
     for n, (integration_id, domain, sealed) in enumerate(targets):
         secret = decrypt(settings.encryption_key, sealed)  # stored encrypted, as the app does
         for k in range(per_store):
-            body = json.dumps(
-                shopify_order(9_000_000 + n * per_store + k, domain), separators=(",", ":")
-            )
-            digest = hmac.new(secret.encode(), body.encode(), hashlib.sha256).digest()
-            lines.append(f"{integration_id}\t{domain}\t{base64.b64encode(digest).decode()}\t{body}")
+            body = encode(bench_order(9_000_000 + n * per_store + k, domain))
+            lines.append(f"{integration_id}\t{domain}\t{hmac_b64(secret, body)}\t{body.decode()}")
     path.write_text("\n".join(lines) + "\n")
     return len(lines)

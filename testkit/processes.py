@@ -1,4 +1,5 @@
-"""Helpers for tests that run real servers as subprocesses."""
+"""Real servers as subprocesses on 127.0.0.1, for tests and `make soak`: a free port, start
+(`astra serve`, or any command), wait until it answers, stop."""
 
 from __future__ import annotations
 
@@ -32,15 +33,23 @@ def stop(process: subprocess.Popen[bytes], timeout: float) -> None:
         process.wait()
 
 
+def start(
+    command: list[str], env: dict[str, str], log_path: Path, *, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """`command` in a subprocess, its output in `log_path`."""
+    with log_path.open("wb") as log:
+        # The callers' own commands (this interpreter, our modules), never outside input.
+        return subprocess.Popen(  # noqa: S603
+            command, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT
+        )
+
+
 def start_serve(
     env: dict[str, str], port: int, log_path: Path, *, workers: int = 1
 ) -> subprocess.Popen[bytes]:
     """`astra serve` on HOST:port in a subprocess, its output in `log_path`."""
     command = [sys.executable, "-m", "astra.cli", "serve", "--host", HOST, "--port", str(port)]
-    with log_path.open("wb") as log:
-        return subprocess.Popen(
-            [*command, "--workers", str(workers)], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
+    return start([*command, "--workers", str(workers)], env, log_path)
 
 
 def wait_until_serving(
@@ -51,19 +60,20 @@ def wait_until_serving(
     timeout: float,
     ready: Callable[[], bool] = lambda: True,
 ) -> None:
-    """Until `url` answers GET /api/auth/me with 401 (migrated, routing) and `ready()` holds;
-    raises with the end of the log if the server exits or never gets there."""
+    """Until `url` answers GET /api/auth/me with 401 (migrated, routing; the raw stack
+    answers so too) and `ready()` holds; raises with the end of the log if the server exits
+    or never gets there."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"astra serve exited early:\n{_tail(log_path)}")
+            raise RuntimeError(f"The server exited early:\n{_tail(log_path)}")
         try:
             if httpx.get(f"{url}/api/auth/me", timeout=2).status_code == 401 and ready():
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.1)
-    raise RuntimeError(f"astra serve did not come up at {url}:\n{_tail(log_path)}")
+    raise RuntimeError(f"The server did not come up at {url}:\n{_tail(log_path)}")
 
 
 def _tail(log_path: Path) -> str:

@@ -2,7 +2,7 @@
 the server holds (each worker's RSS, the app role's PostgreSQL connections) once a second.
 
 Every virtual user is bounded by a deadline and by a request count; traffic goes only to
-the local server it was given.
+the local server it was given. Shared by tests/reliability/ and `make soak`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from astra.db.urls import APP_ROLE
 from astra.http import DATABASE_DOWN
-from tests.reliability.harness import (
+from testkit.harness import (
     Account,
     AppServer,
     describe,
@@ -124,7 +124,8 @@ async def virtual_user(
 ) -> None:
     """One user clicking through the API, plus the webhooks its stores send, until the
     deadline, `max_requests` or `stop`, whichever comes first."""
-    rng = random.Random(seed)
+    # Seeded, so a run's mix can be replayed; nothing here is a secret.
+    rng = random.Random(seed)  # noqa: S311
     own: list[str] = []
     kinds, weights = list(MIX), list(MIX.values())
     client = account.client

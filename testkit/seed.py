@@ -1,6 +1,9 @@
 """Seed a benchmark database with set-based SQL: 10,000 sellers, 100,000 integrations,
 1,000,000 orders, plus one seller with 20 stores and an admin. Sessions get known
-tokens (`bench-<email>`) so load generators can sign in without the API."""
+tokens (`bench-<email>`) so load generators can sign in without the API.
+
+`make bench` (benchmarks/run.py) seeds all of it; tests/db/test_query_plans.py seeds the
+same stores, with fewer orders and one delivery each, and plans the hot reads on them."""
 
 from __future__ import annotations
 
@@ -20,7 +23,8 @@ from astra.settings import Settings
 SELLERS = 10_000
 STORES_PER_SELLER = 10
 ORDERS_PER_STORE = 10
-PASSWORD = "benchmark password"
+# The seeded accounts' password: a benchmark database holds nothing worth guarding.
+PASSWORD = "benchmark password"  # noqa: S105
 SELLER_20 = "twenty@bench.example"
 ADMIN = "admin@bench.example"
 # Creates stores during the POST benchmark, so the 20-store seller keeps exactly 20.
@@ -43,7 +47,8 @@ STATEMENTS = [
     "INSERT INTO public.users (email, password_hash, role) VALUES (:admin, :hash, 'admin')",
     # Ten stores per seller, one second apart, alternating platforms.
     """
-    INSERT INTO public.integrations (user_id, name, type, domain, webhook_secret, created_at, updated_at)
+    INSERT INTO public.integrations
+      (user_id, name, type, domain, webhook_secret, created_at, updated_at)
     SELECT u.id,
            'Store ' || u.n || '-' || s,
            CASE WHEN s % 2 = 0 THEN 'shopify' ELSE 'woocommerce' END,
@@ -58,7 +63,8 @@ STATEMENTS = [
     """,
     """
     INSERT INTO public.integrations (user_id, name, type, domain, webhook_secret)
-    SELECT id, 'Twenty ' || s, 'shopify', 'twenty-' || s || '.myshopify.com', md5('twenty' || s) || md5(s::text)
+    SELECT id, 'Twenty ' || s, 'shopify', 'twenty-' || s || '.myshopify.com',
+           md5('twenty' || s) || md5(s::text)
     FROM public.users, generate_series(1, 20) AS s WHERE email = :seller20
     """,
 ]
@@ -82,6 +88,14 @@ FROM public.integrations i, generate_series(1, :per_store) AS o
 """
 
 
+# One delivery per store.
+DELIVERIES_SQL = """
+INSERT INTO public.webhook_deliveries
+  (integration_id, delivery_id, user_id, topic, platform_order_id, outcome, body_bytes)
+SELECT id, 'seeded', user_id, 'orders/create', '1001', 'stored', 100 FROM public.integrations
+"""
+
+
 async def encrypt_secrets(connection: AsyncConnection, key: bytes) -> None:
     """The app stores webhook secrets encrypted: seal the seeded ones as it would."""
     rows = (await connection.execute(text(SECRETS_SQL))).all()
@@ -91,24 +105,34 @@ async def encrypt_secrets(connection: AsyncConnection, key: bytes) -> None:
     )
 
 
-async def seed_orders(connection: AsyncConnection) -> None:
-    await connection.execute(text(ORDERS_SQL), {"per_store": ORDERS_PER_STORE})
-
-
-async def _seed(settings: Settings) -> dict[str, float]:
-    engine = create_async_engine(owner_url(settings))
-    timings: dict[str, float] = {}
+async def seed_stores(connection: AsyncConnection, password_hash: str) -> None:
+    """The sellers, the 20-store seller, the admin and every seller's stores."""
     params = {
-        "hash": hash_password(PASSWORD),
+        "hash": password_hash,
         "sellers": SELLERS,
         "per_seller": STORES_PER_SELLER,
         "seller20": SELLER_20,
         "admin": ADMIN,
     }
+    for statement in STATEMENTS:
+        await connection.execute(text(statement), params)
+
+
+async def seed_orders(connection: AsyncConnection, per_store: int = ORDERS_PER_STORE) -> None:
+    await connection.execute(text(ORDERS_SQL), {"per_store": per_store})
+
+
+async def seed_deliveries(connection: AsyncConnection) -> None:
+    await connection.execute(text(DELIVERIES_SQL))
+
+
+async def _seed(settings: Settings) -> dict[str, float]:
+    engine = create_async_engine(owner_url(settings))
+    timings: dict[str, float] = {}
+    password_hash = hash_password(PASSWORD)
     async with engine.begin() as connection:
         started = time.perf_counter()
-        for statement in STATEMENTS:
-            await connection.execute(text(statement), params)
+        await seed_stores(connection, password_hash)
         await encrypt_secrets(connection, settings.encryption_key)
         timings["users+integrations"] = time.perf_counter() - started
         started = time.perf_counter()
@@ -118,7 +142,8 @@ async def _seed(settings: Settings) -> dict[str, float]:
             await connection.execute(
                 text(
                     "INSERT INTO public.sessions (token_hash, user_id, expires_at) "
-                    "SELECT :hash, id, now() + interval '1 day' FROM public.users WHERE email = :email"
+                    "SELECT :hash, id, now() + interval '1 day' FROM public.users "
+                    "WHERE email = :email"
                 ),
                 {"hash": hashlib.sha256(session_token(email).encode()).digest(), "email": email},
             )

@@ -1,4 +1,5 @@
-"""Stores that send webhooks the way Shopify and WooCommerce do.
+"""Stores that send webhooks the way Shopify and WooCommerce do, and owner-side reads of
+what the service stored from them.
 
 The signatures are computed here, independently of astra's own code: base64 of
 HMAC-SHA256 over the exact body bytes, keyed by the integration's secret.
@@ -13,13 +14,11 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
-
-from tests.conftest import Account
 
 T0 = datetime(2024, 5, 2, 14, 15, 31, tzinfo=UTC)
 
@@ -36,7 +35,14 @@ class Store:
         return f"/api/webhooks/order?id={self.id}"
 
 
-async def connect_store(account: Account, platform: str, domain: str) -> Store:
+class SignedIn(Protocol):
+    """Any signed-in caller: the tests' accounts and the load harness's alike."""
+
+    @property
+    def client(self) -> httpx.AsyncClient: ...
+
+
+async def connect_store(account: SignedIn, platform: str, domain: str) -> Store:
     response = await account.client.post(
         "/api/integrations", json={"name": f"{domain} store", "type": platform, "domain": domain}
     )

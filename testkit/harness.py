@@ -1,8 +1,9 @@
 """A real server to put under stress: embedded PostgreSQL in its own data dir, and
-`astra serve` started as a subprocess against it, the way `make run` starts them.
+`astra serve` started as a subprocess against it, the way `make run` starts them; then
+signed-in accounts with stores, and owner-side counts of what the server stored.
 
-Shared by the bounded reliability tests and by `make soak` (benchmarks/soak.py), so the
-soak report and the tests measure the same thing.
+Shared by the bounded reliability tests (tests/reliability/) and by `make soak`
+(benchmarks/soak.py), so the soak report and the tests measure the same thing.
 """
 
 from __future__ import annotations
@@ -19,21 +20,16 @@ from typing import Any
 
 import httpx
 import psutil
-import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from tests.processes import HOST, free_port, start_serve, stop, wait_until_serving
-from tests.webhooks.stores import Store, encode, order_payload, signed_headers
+from testkit.processes import HOST, free_port, start_serve, stop, wait_until_serving
+from testkit.stores import Store, connect_store, encode, order_payload, signed_headers
 
-PASSWORD = "correct horse battery"
-# Each test brings its own database and never touches DATABASE_URL's server, so the
-# suite's second run on that server (`make test`) would only repeat it.
-own_database_only = pytest.mark.skipif(
-    bool(os.environ.get("DATABASE_URL")), reason="runs on its own embedded PostgreSQL"
-)
+# Every account's password: the servers these helpers start hold only test data.
+PASSWORD = "correct horse battery"  # noqa: S105
 # Only ever 127.0.0.1: these helpers drive local servers and nothing else.
 
 
@@ -164,20 +160,6 @@ async def sign_in(base_url: str, email: str, role: str) -> Account:
     return Account(email=email, role=role, client=client)
 
 
-async def connect_store(account: Account, platform: str) -> Store:
-    """A store of the account's; the response is the only place its secret appears."""
-    tag = uuid.uuid4().hex[:10]
-    domain = f"s-{tag}.myshopify.com" if platform == "shopify" else f"s-{tag}.example.com"
-    response = await account.client.post(
-        "/api/integrations", json={"name": f"Store {tag}", "type": platform, "domain": domain}
-    )
-    response.raise_for_status()
-    body = response.json()
-    store = Store(uuid.UUID(body["id"]), platform, body["domain"], body["webhook_secret"])
-    account.stores.append(store)
-    return store
-
-
 async def accounts_with_stores(
     server: AppServer, engine: AsyncEngine, *, sellers: int, admins: int = 1, prefix: str
 ) -> list[Account]:
@@ -188,8 +170,12 @@ async def accounts_with_stores(
     accounts = [await sign_in(server.base_url, email, role) for email, role in users]
     for account in accounts:
         if account.role == "seller":
-            await connect_store(account, "shopify")
-            await connect_store(account, "woocommerce")
+            tag = uuid.uuid4().hex[:10]
+            for platform, domain in (
+                ("shopify", f"s-{tag}.myshopify.com"),
+                ("woocommerce", f"s-{tag}.example.com"),
+            ):
+                account.stores.append(await connect_store(account, platform, domain))
     return accounts
 
 
@@ -219,9 +205,8 @@ async def stored_delivery_ids(engine: AsyncEngine, stores: list[Store]) -> set[s
 async def existing_integration_ids(engine: AsyncEngine, ids: list[str]) -> set[str]:
     async with engine.connect() as connection:
         rows = await connection.execute(
-            text(
-                "SELECT id::text AS id FROM public.integrations WHERE id = ANY(CAST(:ids AS uuid[]))"
-            ),
+            # A cast keeps the column's name: rows have `id`.
+            text("SELECT id::text FROM public.integrations WHERE id = ANY(CAST(:ids AS uuid[]))"),
             {"ids": ids},
         )
         return {row.id for row in rows}

@@ -90,7 +90,7 @@ def password_hash() -> str:
 async def clean_tables(owner_engine: AsyncEngine) -> None:
     """Each test starts from empty tables (migrated schema, no rows)."""
     async with owner_engine.begin() as connection:
-        await connection.execute(text("TRUNCATE public.users CASCADE"))
+        await connection.execute(text("TRUNCATE public.users, public.sign_in_attempts CASCADE"))
 
 
 @asynccontextmanager

@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_overflow=settings.db_max_overflow,
         )
         app.state.db = database
+        app.state.sign_in_limits = SignInLimits.from_settings(settings, database.engine)
         # What exists now (modules, routes, models, the pool) lives as long as the
         # process: freezing it keeps the collector's full passes to request garbage
         # (BENCHMARKS.md has the measurement).
@@ -58,7 +59,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
-    app.state.sign_in_limits = SignInLimits.from_settings(settings)
     install_error_handlers(app)
     # Routes are matched in order: the webhook, which every store's every order calls, first.
     app.include_router(webhooks_router)

@@ -38,10 +38,12 @@ class Settings(BaseSettings):
     webhook_max_body_bytes: int = 5 * 1024 * 1024
     setup_token: str | None = None
     # Sign-in abuse limits: failed attempts (sign-in or set-up) within a sliding window,
-    # counted per process (see astra.auth.limits).
+    # shared by every worker through the database (the rule: astra.auth.limits).
     login_window_minutes: int = 15
     login_max_failures_per_account: int = 10
     login_max_failures_per_address: int = 50
+    login_slowdown_after_failures: int = 10
+    login_max_delay_seconds: float = 3.0
 
     @property
     def session_ttl(self) -> timedelta:

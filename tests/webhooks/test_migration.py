@@ -58,6 +58,7 @@ def test_0002_up_down_up(test_database: TestDatabase) -> None:
         after = _schema(settings)
         migrate.downgrade(settings, "0001")
         reverted = _schema(settings)
+        # Back to 0002 itself: later migrations add tables of their own.
         migrate.upgrade(settings, "0002")
         again = _schema(settings)
     finally:

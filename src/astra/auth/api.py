@@ -51,10 +51,11 @@ def _client_address(request: Request) -> str:
 
 @router.post("/login", responses=error_responses(400, 401, 422, 429))
 async def login(body: LoginRequest, request: Request, response: Response, db: Db) -> UserRead:
-    """Failed attempts are limited per email and per client address (HTTP 429 with
-    Retry-After); over a limit the password is not checked."""
+    """Failed attempts are limited per email and client address and per client address
+    (HTTP 429 with Retry-After; over a limit the password is not checked); an email that
+    fails from many addresses is slowed down by a few seconds at most."""
     settings: Settings = request.app.state.settings
-    with _limits(request).attempt(address=_client_address(request), account=body.email):
+    async with _limits(request).attempt(db, address=_client_address(request), account=body.email):
         token = await service.login(
             db, email=body.email, password=body.password, ttl=settings.session_ttl
         )
@@ -70,7 +71,7 @@ async def login(body: LoginRequest, request: Request, response: Response, db: Db
 async def setup(body: SetupRequest, request: Request, response: Response, db: Db) -> UserRead:
     """Create the first admin account with the one-time link printed by `astra serve`."""
     settings: Settings = request.app.state.settings
-    with _limits(request).attempt(address=_client_address(request)):
+    async with _limits(request).attempt(db, address=_client_address(request)):
         service.check_setup_token(settings.setup_token, body.token)
     token = await service.create_first_admin(
         db, email=body.email, password=body.password, ttl=settings.session_ttl

@@ -1,159 +1,154 @@
-"""Sign-in abuse limits: failed attempts per account and per client address, counted in a
-sliding window.
+"""Sign-in abuse limits, shared by every worker and host through PostgreSQL.
 
-The counts live in this process's memory: each worker process keeps its own, so with N
-workers a client gets at most N times a limit, and a restart forgets them. That bounds
-online password guessing well enough without a shared store; a cluster that needs exact
-limits puts them in front of the app (proxy) or in a shared store.
+The rule, over a sliding window (`ASTRA_LOGIN_WINDOW_MINUTES`, 15):
+
+- Per account (the email) and client address: `ASTRA_LOGIN_MAX_FAILURES_PER_ACCOUNT` (10)
+  failures, then 429.
+- Per client address, over any emails and refused set-up links:
+  `ASTRA_LOGIN_MAX_FAILURES_PER_ADDRESS` (50) failures, then 429.
+  A 429 carries `Retry-After`, and no password is checked.
+- Per account over all addresses: from `ASTRA_LOGIN_SLOWDOWN_AFTER_FAILURES` (10) failures
+  on, each attempt waits 0.25 s, doubled for every further failure, at most
+  `ASTRA_LOGIN_MAX_DELAY_SECONDS` (3 s), before its password is checked. Everyone waits,
+  the owner too, but nobody is refused: addresses can slow an account down, never lock its
+  owner out.
+
+An attempt is counted, in its own committed transaction, when it starts: concurrent
+guesses on any worker see it before their passwords are checked. A refusal (401, 403)
+stays counted; a successful sign-in clears that account's failures from that address in
+the request's own transaction (so with the new session); any other error (an outage) is
+taken back. The table keeps SHA-256 of the lowercased email, never the email.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
-import time
-from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import anyio
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from astra.db.session import Transaction
 from astra.errors import Forbidden, NotAuthenticated, TooManyRequests
 from astra.settings import Settings
 
-Clock = Callable[[], float]
-# Past this many tracked keys the oldest are forgotten, so a spray of made-up emails
-# cannot grow memory without bound.
-MAX_TRACKED_KEYS = 100_000
+BEGIN = text(
+    "SELECT attempt_id, retry_after, account_failures FROM public.app_sign_in_begin("
+    ":account_hash, :address, :window, :per_account, :per_address, :count_up_to)"
+)
+CLEAR = text("SELECT public.app_sign_in_clear(:account_hash, :address)")
+FORGET = text("SELECT public.app_sign_in_forget(:attempt_id)")
 
-
-class SlidingWindow:
-    """At most `limit` attempts per key within any `window` seconds."""
-
-    def __init__(
-        self,
-        *,
-        limit: int,
-        window: float,
-        clock: Clock = time.monotonic,
-        max_keys: int = MAX_TRACKED_KEYS,
-    ) -> None:
-        self.limit = limit
-        self.window = window
-        self.clock = clock
-        self.max_keys = max_keys
-        self._attempts: dict[str, deque[float]] = {}
-
-    def _live(self, key: str, now: float) -> deque[float] | None:
-        attempts = self._attempts.get(key)
-        if attempts is None:
-            return None
-        while attempts and attempts[0] <= now - self.window:
-            attempts.popleft()
-        if not attempts:
-            del self._attempts[key]
-            return None
-        return attempts
-
-    def retry_after(self, key: str) -> float | None:
-        """Seconds until `key` may try again, or None when it may try now."""
-        now = self.clock()
-        attempts = self._live(key, now)
-        if attempts is None or len(attempts) < self.limit:
-            return None
-        return attempts[-self.limit] + self.window - now
-
-    def record(self, key: str) -> float:
-        """Count one attempt now; returns its stamp, for `forgive`."""
-        now = self.clock()
-        attempts = self._live(key, now)
-        if attempts is None:
-            attempts = self._attempts[key] = deque()
-            while len(self._attempts) > self.max_keys:
-                del self._attempts[next(iter(self._attempts))]
-        attempts.append(now)
-        return now
-
-    def forgive(self, key: str, stamp: float) -> None:
-        """Take back one attempt that turned out well."""
-        attempts = self._attempts.get(key)
-        if attempts is not None and stamp in attempts:
-            attempts.remove(stamp)
-            if not attempts:
-                del self._attempts[key]
-
-    def clear(self, key: str) -> None:
-        self._attempts.pop(key, None)
+FIRST_DELAY_SECONDS = 0.25
+# Failures past the threshold worth counting: 0.25 s doubled this often outgrows any cap.
+DOUBLINGS_TO_ANY_CAP = 32
+# An address is at most 45 characters; the cap keeps an odd forwarded value from failing.
+MAX_ADDRESS_LENGTH = 255
 
 
 @dataclass(frozen=True, slots=True)
-class _Attempt:
-    address: str
-    address_stamp: float
-    account: str | None
-    account_stamp: float
+class Attempt:
+    id: int
+    # Seconds this attempt waits before its password is checked (the account's slow-down).
+    delay: float
+
+
+def account_hash(email: str) -> bytes:
+    return hashlib.sha256(email.lower().encode()).digest()
 
 
 class SignInLimits:
-    """Failed sign-ins per account (email) and per client address.
-
-    An attempt is counted when it starts, before the password is checked, so concurrent
-    guesses cannot slip past a limit while the first ones are still being verified.
-    """
-
     def __init__(
         self,
+        engine: AsyncEngine,
         *,
         per_account: int,
         per_address: int,
-        window_seconds: float,
-        clock: Clock = time.monotonic,
+        window_seconds: int,
+        slowdown_after: int,
+        max_delay: float,
     ) -> None:
-        self.accounts = SlidingWindow(limit=per_account, window=window_seconds, clock=clock)
-        self.addresses = SlidingWindow(limit=per_address, window=window_seconds, clock=clock)
+        self.engine = engine
+        self.per_account = per_account
+        self.per_address = per_address
+        self.window_seconds = window_seconds
+        self.slowdown_after = slowdown_after
+        self.max_delay = max_delay
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, clock: Clock = time.monotonic) -> SignInLimits:
+    def from_settings(cls, settings: Settings, engine: AsyncEngine) -> SignInLimits:
         return cls(
+            engine,
             per_account=settings.login_max_failures_per_account,
             per_address=settings.login_max_failures_per_address,
             window_seconds=settings.login_window_minutes * 60,
-            clock=clock,
+            slowdown_after=settings.login_slowdown_after_failures,
+            max_delay=settings.login_max_delay_seconds,
         )
 
-    @contextmanager
-    def attempt(self, *, address: str, account: str | None = None) -> Iterator[None]:
-        """Guard one attempt: TooManyRequests (nothing checked, nothing counted) when over
-        a limit. A refusal (401, 403) inside stays counted as a failure; success clears the
-        account's failures; any other error (the database is down) is not held against it."""
-        attempt = self._begin(address, account)
+    def delay(self, account_failures: int) -> float:
+        """Seconds an attempt waits when its account has this many failures in the window."""
+        if account_failures < self.slowdown_after:
+            return 0.0
+        doublings = min(account_failures - self.slowdown_after, DOUBLINGS_TO_ANY_CAP)
+        return min(self.max_delay, FIRST_DELAY_SECONDS * 2.0**doublings)
+
+    async def begin(self, *, address: str, account: str | None) -> Attempt:
+        """Count one attempt now, or raise TooManyRequests (nothing counted) over a limit."""
+        async with self.engine.begin() as connection:
+            row = (
+                await connection.execute(
+                    BEGIN,
+                    {
+                        "account_hash": None if account is None else account_hash(account),
+                        "address": _address(address),
+                        "window": self.window_seconds,
+                        "per_account": self.per_account,
+                        "per_address": self.per_address,
+                        "count_up_to": self.slowdown_after + DOUBLINGS_TO_ANY_CAP,
+                    },
+                )
+            ).one()
+        if row.retry_after is not None:
+            raise TooManyRequests(
+                f"Too many failed sign-in attempts. Try again in {_minutes(row.retry_after)}.",
+                retry_after=max(1, math.ceil(row.retry_after)),
+            )
+        return Attempt(id=row.attempt_id, delay=self.delay(row.account_failures))
+
+    @asynccontextmanager
+    async def attempt(
+        self, db: Transaction, *, address: str, account: str | None = None
+    ) -> AsyncIterator[None]:
+        """Guard one attempt, whose check runs in the request's transaction `db`."""
+        attempt = await self.begin(address=address, account=account)
+        await anyio.sleep(attempt.delay)
         try:
             yield
         except (NotAuthenticated, Forbidden):
             raise
-        except BaseException:
-            self._take_back(attempt)
+        except Exception:
+            # The request's connection goes back first, so a sign-in never holds two of the
+            # pool's. (A cancelled attempt, a BaseException, may have been checked: it counts.)
+            await db.end(commit=False)
+            async with self.engine.begin() as connection:
+                await connection.execute(FORGET, {"attempt_id": attempt.id})
             raise
-        self.addresses.forgive(address, attempt.address_stamp)
-        if account is not None:
-            self.accounts.clear(account)
-
-    def _begin(self, address: str, account: str | None) -> _Attempt:
-        waits = [self.addresses.retry_after(address)]
-        if account is not None:
-            waits.append(self.accounts.retry_after(account))
-        wait = max((w for w in waits if w is not None), default=None)
-        if wait is not None:
-            raise TooManyRequests(
-                f"Too many failed sign-in attempts. Try again in {_minutes(wait)}.",
-                retry_after=max(1, math.ceil(wait)),
+        if account is None:
+            await db.execute(FORGET, {"attempt_id": attempt.id})
+        else:
+            await db.execute(
+                CLEAR,
+                {"account_hash": account_hash(account), "address": _address(address)},
             )
-        address_stamp = self.addresses.record(address)
-        account_stamp = self.accounts.record(account) if account is not None else 0.0
-        return _Attempt(address, address_stamp, account, account_stamp)
 
-    def _take_back(self, attempt: _Attempt) -> None:
-        self.addresses.forgive(attempt.address, attempt.address_stamp)
-        if attempt.account is not None:
-            self.accounts.forgive(attempt.account, attempt.account_stamp)
+
+def _address(address: str) -> str:
+    return address[:MAX_ADDRESS_LENGTH]
 
 
 def _minutes(seconds: float) -> str:

@@ -12,11 +12,13 @@ from __future__ import annotations
 from enum import StrEnum
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
     ForeignKey,
     ForeignKeyConstraint,
+    Identity,
     Index,
     Integer,
     LargeBinary,
@@ -242,4 +244,19 @@ store_webhooks = Table(
     _now("checked_at"),
     PrimaryKeyConstraint("integration_id", "topic", name="store_webhooks_pkey"),
     _owned_through_integration("store_webhooks_integration_fkey"),
+)
+
+# Failed (or still being checked) sign-in and set-up attempts: the limits every worker
+# shares (astra.auth.limits). The account is SHA-256 of the lowercased email, never the
+# email itself; only definer functions reach the table.
+sign_in_attempts = Table(
+    "sign_in_attempts",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("account_hash", LargeBinary),
+    Column("address", Text, nullable=False),
+    _now("attempted_at"),
+    Index("sign_in_attempts_address_idx", "address", "attempted_at"),
+    Index("sign_in_attempts_account_idx", "account_hash", "address", "attempted_at"),
+    Index("sign_in_attempts_attempted_idx", "attempted_at"),
 )

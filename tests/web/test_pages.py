@@ -91,7 +91,6 @@ async def test_setup_page_needs_the_printed_link(anonymous: httpx.AsyncClient) -
     [
         ("/static/astra.css", "text/css"),
         ("/static/js/integrations.js", "javascript"),
-        ("/static/js/domains.js", "javascript"),
         ("/static/js/store-tools.js", "javascript"),
         ("/static/favicon.svg", "image/svg+xml"),
         ("/static/marks/shopify.svg", "image/svg+xml"),
@@ -165,7 +164,7 @@ async def test_the_page_with_50_cards_weighs_under_100_kb(admin: Account) -> Non
             f"/static/js/{name}"
             for name in re.findall(r'import\("\./([\w-]+\.js)"\)', response.text)
         }
-    assert {"/static/js/ui.js", "/static/js/domains.js"} <= set(loaded)
+    assert "/static/js/ui.js" in loaded
     assert on_demand == {"/static/js/store-tools.js"}
     tools = await admin.client.get("/static/js/store-tools.js")
     assert re.findall(r'from "\./([\w-]+\.js)"', tools.text) == ["ui.js"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
 import pytest
 from starlette.applications import Starlette
@@ -29,6 +31,10 @@ def assert_secure(response: httpx.Response) -> None:
     assert policy["frame-ancestors"] == "'none'"
     assert policy["default-src"] == "'none'"
     assert policy["base-uri"] == "'none'"
+    # HTML from strings only through the one named policy static/js/ui.js creates: not twice
+    # (no 'allow-duplicates'), and no "default" policy for the other sinks.
+    assert policy["require-trusted-types-for"] == "'script'"
+    assert policy["trusted-types"] == "astra-fragment"
     assert headers["x-content-type-options"] == "nosniff"
     assert headers["referrer-policy"] in {"same-origin", "no-referrer", "strict-origin"}
     assert headers["x-frame-options"] == "DENY"
@@ -39,6 +45,7 @@ def assert_secure(response: httpx.Response) -> None:
     [
         ("GET", "/login", 200),
         ("GET", "/settings/integrations", 303),
+        ("GET", f"/settings/integrations/cards/{uuid.uuid4()}", 401),
         ("GET", "/", 303),
         ("GET", "/setup?token=wrong", 403),
         ("GET", "/api/integrations", 401),
@@ -66,6 +73,13 @@ async def test_signed_in_page_and_api_carry_the_headers(seller: Account) -> None
     assert_secure(page)
     assert page.headers["cache-control"] == "no-store"
     assert_secure(await seller.client.get("/api/integrations"))
+    created = await seller.client.post(
+        "/api/integrations", json={"name": "S", "type": "shopify", "domain": "s.myshopify.com"}
+    )
+    fragment = await seller.client.get(f"/settings/integrations/cards/{created.json()['id']}")
+    assert fragment.status_code == 200
+    assert_secure(fragment)
+    assert fragment.headers["cache-control"] == "no-store"
 
 
 async def test_an_unhandled_error_is_a_500_with_the_headers() -> None:

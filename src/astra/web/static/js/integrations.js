@@ -1,12 +1,12 @@
 // /settings/integrations: the add/edit dialog, the success state, delete, "show more"; the
-// edit dialog's tools are in store-tools.js. Everything goes through the same JSON API as
-// any other client.
+// edit dialog's tools are in store-tools.js. Changes go through the same JSON API as any
+// other client; the cards are the server's (_card.html), fetched as fragments after each.
 
-import { validateDomain, validateStoreName } from "./domains.js";
 import {
   api,
+  CARDS,
   closeDialog,
-  el,
+  fragment,
   initCopyButtons,
   initHeader,
   OFFLINE,
@@ -28,12 +28,16 @@ const PLATFORMS = {
 };
 const DOMAIN_HELP = "Your store's address. You can paste its full URL.";
 const LOOPBACK = /^(localhost|127(\.\d+){3}|\[::1\])$/u;
+const SCHEME = /^[a-z][a-z0-9+.-]*:\/\//iu;
+// Chromium's parser lets spaces and "%" through, percent-encoded: not a host to send. An
+// underscore is let through for the server to explain.
+const HOST = /^[a-z0-9._-]+$/u;
+const NAME_MAX = 100;
 
 const $ = (id) => document.getElementById(id);
 const grid = $("cards");
 const empty = $("empty");
 const storesHeading = $("stores-heading");
-const cardTemplate = $("card-template");
 const moreButton = document.querySelector('[data-action="more"]');
 
 const dialog = $("store-dialog");
@@ -57,60 +61,40 @@ const deleteConfirm = deleteDialog.querySelector('[data-action="confirm-delete"]
 
 const fields = { name: nameInput, type: platformSelect, domain: domainInput };
 
-// What the dialog is doing: creating a store, or editing the card in `editing`.
+// What the dialog is doing: creating a store, or editing the one whose id is `editing`.
 const state = { editing: null, touched: new Set(), serverErrors: {}, saving: false };
 let pendingDelete = null;
 
 // Cards
 
-/** "12 orders · last 3 min ago", as the card template's orders() macro writes it. */
-function ordersSummary(item) {
-  const count = item.order_count;
-  if (!count) return ["Waiting for first order"];
-  const when = timeAgo(el("time", ""), item.last_order_at);
-  return [`${count.toLocaleString("en")} order${count === 1 ? "" : "s"} · last `, when];
+function cardById(id) {
+  return [...grid.children].find((card) => card.dataset.id === id) ?? null;
 }
 
-function cardOf(element) {
-  return element.closest("article.card");
+/** The store a card shows, from the data attributes _card.html writes. */
+function storeOf(card) {
+  const { id, type, name, domain, active } = card.dataset;
+  return { id, type, name, domain, is_active: active === "true" };
 }
 
-/** The integration a card shows, read back from its markup. */
-function readCard(card) {
-  return {
-    id: card.dataset.id,
-    type: card.dataset.type,
-    is_active: card.querySelector(".badge").classList.contains("badge-success"),
-    name: card.querySelector("h3").textContent,
-    domain: card.querySelector(".card-domain").textContent,
-  };
+function showTimes(root) {
+  for (const time of root.querySelectorAll("time")) timeAgo(time);
 }
 
-/** Write `item` (an IntegrationRead from the API) into `card`. */
-function fillCard(card, item) {
-  const platform = PLATFORMS[item.type];
-  card.dataset.id = item.id;
-  card.dataset.type = item.type;
-  card.querySelector("h3").textContent = item.name;
-  card.querySelector(".card-domain").textContent = item.domain;
-  card.querySelector(".platform").textContent = platform.label;
-  const badge = card.querySelector(".badge");
-  badge.textContent = item.is_active ? "Active" : "Inactive";
-  badge.classList.toggle("badge-success", item.is_active);
-  badge.classList.toggle("badge-neutral", !item.is_active);
-  const paused = item.is_active ? [] : [el("b", "", "Paused — orders are kept")];
-  card.querySelector(".card-orders").replaceChildren(...paused, ...ordersSummary(item));
-  const owner = card.querySelector(".card-owner span");
-  if (owner) owner.textContent = item.owner_email;
-  for (const button of card.querySelectorAll(".card-actions button")) {
-    button.setAttribute("aria-label", `${button.textContent} ${item.name}`);
-  }
-  return card;
-}
-
-function newCard(item) {
-  const card = cardTemplate.content.firstElementChild.cloneNode(true);
-  return fillCard(card, item);
+/** Fetch store `id`'s card as the server draws it now, in place of its old one or first. */
+async function refreshCard(id) {
+  const result = await fragment(`${CARDS}/${id}`);
+  if (!result.ok) return result;
+  const card = result.data.firstElementChild;
+  showTimes(card);
+  const old = cardById(id);
+  const focused = old?.contains(document.activeElement) ? document.activeElement : null;
+  if (old) old.replaceWith(card);
+  else grid.prepend(card);
+  // Keyboard users keep their place: from the old card's button to the same one on the new.
+  if (focused) focusAfter(focused).focus();
+  syncEmptyState();
+  return result;
 }
 
 function syncEmptyState() {
@@ -123,19 +107,53 @@ function firstAddButton() {
   return document.querySelector('[data-action="add"]');
 }
 
+/** Where focus goes back to when a dialog's opener is gone: the same button on the store's
+ * redrawn card, else the top "Add" button. */
+function focusAfter(opener) {
+  const id = opener?.closest("article.card")?.dataset.id;
+  const card = id ? cardById(id) : null;
+  return card?.querySelector(`[data-action="${opener.dataset.action}"]`) ?? firstAddButton();
+}
+
 // The store dialog: validation as you type
 
+// The browser checks only what keeps Save disabled: something to send, shaped like an
+// address. Whether it is a store's domain is the server's call (stores/domains.py): its 422
+// shows under the field.
+
+/** The host in what was typed or pasted, as the browser's URL parser reads it (lowercase,
+ * punycode), if it is made of what host names are made of; else null. */
+function hostOf(raw) {
+  try {
+    const { hostname } = new URL(`https://${raw.trim().replace(SCHEME, "")}`);
+    return HOST.test(hostname) ? hostname : null;
+  } catch {
+    return null;
+  }
+}
+
+function nameProblem(raw) {
+  const name = raw.trim();
+  if (!name) return "Enter a name for this store.";
+  return [...name].length > NAME_MAX ? `Use at most ${NAME_MAX} characters.` : "";
+}
+
+function domainProblem(raw, host) {
+  if (!raw.trim()) return "Enter your store's domain, like my-shop.myshopify.com.";
+  return host ? "" : "That doesn't look like a domain. Enter its address, like shop.example.com.";
+}
+
 function validate() {
-  const errors = {};
-  const name = validateStoreName(nameInput.value);
-  if (!name.ok) errors.name = name.message;
-  const platform = platformSelect.value;
-  if (!platform) errors.type = "Choose Shopify or WooCommerce.";
-  // Until a platform is chosen, check only that it looks like a domain (as the API does).
-  const domain = validateDomain(platform || "woocommerce", domainInput.value);
-  if (!domain.ok) errors.domain = domain.message;
-  for (const [field, message] of Object.entries(state.serverErrors)) errors[field] ??= message;
-  return { errors, domain: domain.ok ? domain.domain : null };
+  const host = hostOf(domainInput.value);
+  const errors = {
+    name: nameProblem(nameInput.value),
+    type: platformSelect.value ? "" : "Choose Shopify or WooCommerce.",
+    domain: domainProblem(domainInput.value, host),
+  };
+  for (const [field, message] of Object.entries(state.serverErrors)) {
+    errors[field] ||= message;
+  }
+  return { errors, host };
 }
 
 const REASONS = {
@@ -146,7 +164,7 @@ const REASONS = {
 const LABELS = { name: "store name", type: "platform", domain: "domain" };
 
 function render() {
-  const { errors, domain } = validate();
+  const { errors, host } = validate();
   for (const [field, input] of Object.entries(fields)) {
     // Say what is wrong as soon as there is something to judge, or once the field was left.
     const shown = state.touched.has(field) || (field !== "type" && input.value.trim() !== "");
@@ -155,7 +173,7 @@ function render() {
   const typed = domainInput.value.trim();
   setHelp(
     domainInput,
-    domain && domain !== typed.toLowerCase() ? `Will be saved as ${domain}.` : DOMAIN_HELP,
+    host && host !== typed.toLowerCase() ? `Will be saved as ${host}.` : DOMAIN_HELP,
   );
   const firstProblem = Object.keys(fields).find((field) => errors[field]);
   saveButton.disabled = state.saving || Boolean(firstProblem);
@@ -188,27 +206,27 @@ for (const [field, input] of Object.entries(fields)) {
 
 // Opening the dialog
 
-function showForm(editing) {
-  state.editing = editing;
-  state.touched = new Set(editing ? Object.keys(fields) : []);
+/** Open the form for a new store, or for `store` (what storeOf() reads from its card). */
+function showForm(store) {
+  state.editing = store?.id ?? null;
+  state.touched = new Set(store ? Object.keys(fields) : []);
   state.serverErrors = {};
   state.saving = false;
-  const item = editing ? readCard(editing) : null;
   showPanel(form);
-  title.textContent = item ? "Edit Store" : "Connect a New Store";
-  form.querySelector(".dialog-desc").hidden = Boolean(item);
-  saveButton.textContent = item ? "Save Changes" : "Save Connection";
-  editOnly.hidden = !item;
-  nameInput.value = item?.name ?? "";
-  platformSelect.value = item?.type ?? "";
-  domainInput.value = item?.domain ?? "";
-  domainInput.placeholder = PLATFORMS[item?.type ?? "shopify"].placeholder;
-  activeSwitch.checked = item?.is_active ?? true;
+  title.textContent = store ? "Edit Store" : "Connect a New Store";
+  form.querySelector(".dialog-desc").hidden = Boolean(store);
+  saveButton.textContent = store ? "Save Changes" : "Save Connection";
+  editOnly.hidden = !store;
+  nameInput.value = store?.name ?? "";
+  platformSelect.value = store?.type ?? "";
+  domainInput.value = store?.domain ?? "";
+  domainInput.placeholder = PLATFORMS[store?.type ?? "shopify"].placeholder;
+  activeSwitch.checked = store?.is_active ?? true;
   webhookUrl.value = "";
   storeOrders.textContent = "";
   // Shopify signs with its own key; a secret Astra makes up only works for WooCommerce.
   for (const tool of editOnly.querySelectorAll("[data-platform]")) {
-    tool.hidden = tool.dataset.platform !== item?.type;
+    tool.hidden = tool.dataset.platform !== store?.type;
   }
   showAlert(alertBox, "");
   resetCopyButtons(dialog);
@@ -226,29 +244,35 @@ for (const button of document.querySelectorAll('[data-action="add"]')) {
 grid.addEventListener("click", (event) => {
   const button = event.target.closest("button[data-action]");
   if (!button) return;
-  const card = cardOf(button);
+  const store = storeOf(button.closest("article.card"));
   if (button.dataset.action === "edit") {
-    showForm(card);
+    showForm(store);
     openDialog(dialog, button);
     nameInput.focus();
-    loadStore(card);
+    loadStore(store.id);
   } else if (button.dataset.action === "delete") {
-    openDelete(card, button);
+    openDelete(store, button);
   }
 });
 
+// The dialog's "Orders" line is the card's, less the paused notice the switch already gives.
+function ordersLine(card) {
+  const line = card.querySelector(".card-orders").cloneNode(true);
+  line.querySelector("b")?.remove();
+  return [...line.childNodes];
+}
+
 // The card carries only what it shows; the webhook URL comes from the API when editing,
-// with fresh order figures for the dialog and the card.
-async function loadStore(card) {
-  const result = await api("GET", `/api/integrations/${card.dataset.id}`);
-  if (state.editing !== card) return;
+// and the card is drawn afresh for new order figures, in the dialog too.
+async function loadStore(id) {
+  const [result] = await Promise.all([api("GET", `/api/integrations/${id}`), refreshCard(id)]);
+  if (state.editing !== id) return;
   if (!result.ok) {
     showAlert(alertBox, result.problem);
     return;
   }
   webhookUrl.value = result.data.webhook_url;
-  storeOrders.replaceChildren(...ordersSummary(result.data));
-  fillCard(card, result.data);
+  storeOrders.replaceChildren(...ordersLine(cardById(id)));
 }
 
 for (const button of document.querySelectorAll('dialog [data-action="close"]')) {
@@ -298,6 +322,7 @@ form.addEventListener("submit", async (event) => {
   state.touched = new Set(Object.keys(fields));
   render();
   if (saveButton.disabled) return;
+  // Sent as typed: the server normalises the domain, and says what it refuses.
   const body = {
     name: nameInput.value,
     type: platformSelect.value,
@@ -309,8 +334,10 @@ form.addEventListener("submit", async (event) => {
   state.saving = true;
   setBusy(saveButton, true, "Saving…");
   const result = editing
-    ? await api("PUT", `/api/integrations/${editing.dataset.id}`, body)
+    ? await api("PUT", `/api/integrations/${editing}`, body)
     : await api("POST", "/api/integrations", body);
+  // The server draws the card as saved: in place of the old one, or first for a new store.
+  const card = result.ok ? await refreshCard(result.data.id) : null;
   state.saving = false;
   setBusy(saveButton, false);
   if (!result.ok) {
@@ -318,14 +345,12 @@ form.addEventListener("submit", async (event) => {
     applyRefusal(result);
     return;
   }
+  if (!card.ok) toast(card.problem);
   if (editing) {
-    fillCard(editing, result.data);
     closeDialog(dialog);
     toast("Changes saved.");
     return;
   }
-  grid.prepend(newCard(result.data));
-  syncEmptyState();
   showSuccess(result.data);
 });
 
@@ -333,9 +358,10 @@ form.addEventListener("submit", async (event) => {
 editOnly.addEventListener("click", async (event) => {
   const button = event.target.closest("[data-action]");
   if (!button) return;
+  const store = storeOf(cardById(state.editing));
   try {
     const { openTool } = await import("./store-tools.js");
-    openTool(button, state.editing);
+    openTool(button, store, () => refreshCard(store.id));
   } catch {
     showAlert(alertBox, OFFLINE);
   }
@@ -343,29 +369,28 @@ editOnly.addEventListener("click", async (event) => {
 
 // Deleting
 
-function openDelete(card, opener) {
-  pendingDelete = card;
-  const item = readCard(card);
-  deleteDialog.querySelector('[data-slot="name"]').textContent = item.name;
-  deleteDialog.querySelector('[data-slot="domain"]').textContent = item.domain;
+function openDelete(store, opener) {
+  pendingDelete = store;
+  deleteDialog.querySelector('[data-slot="name"]').textContent = store.name;
+  deleteDialog.querySelector('[data-slot="domain"]').textContent = store.domain;
   showAlert(deleteAlert, "");
   deleteConfirm.disabled = false;
   openDialog(deleteDialog, opener);
 }
 
 deleteConfirm.addEventListener("click", async () => {
-  const card = pendingDelete;
-  const { name } = readCard(card);
+  const { id, name } = pendingDelete;
   setBusy(deleteConfirm, true, "Deleting…");
-  const result = await api("DELETE", `/api/integrations/${card.dataset.id}`);
+  const result = await api("DELETE", `/api/integrations/${id}`);
   setBusy(deleteConfirm, false);
   // 404: someone else already deleted it; either way it is gone.
   if (!result.ok && result.status !== 404) {
     showAlert(deleteAlert, result.problem);
     return;
   }
-  const neighbour = card.nextElementSibling ?? card.previousElementSibling;
-  card.remove();
+  const card = cardById(id);
+  const neighbour = card?.nextElementSibling ?? card?.previousElementSibling;
+  card?.remove();
   syncEmptyState();
   closeDialog(deleteDialog, neighbour?.querySelector('[data-action="edit"]') ?? firstAddButton());
   toast(`“${name}” was deleted.`);
@@ -376,18 +401,20 @@ deleteConfirm.addEventListener("click", async () => {
 moreButton?.addEventListener("click", async () => {
   const cursor = moreButton.dataset.cursor;
   setBusy(moreButton, true, "Loading…");
-  const result = await api("GET", `/api/integrations?cursor=${encodeURIComponent(cursor)}`);
+  const result = await fragment(`${CARDS}?cursor=${encodeURIComponent(cursor)}`);
   setBusy(moreButton, false);
   if (!result.ok) {
     toast(result.problem);
     return;
   }
-  const shown = new Set([...grid.children].map((card) => card.dataset.id));
-  for (const item of result.data.items) {
-    if (!shown.has(item.id)) grid.append(newCard(item));
+  // A store added in this page since is already shown.
+  for (const card of [...result.data.children]) {
+    if (!cardById(card.dataset.id)) grid.append(card);
   }
-  moreButton.dataset.cursor = result.data.next_cursor ?? "";
-  moreButton.parentElement.hidden = !result.data.next_cursor;
+  showTimes(grid);
+  const next = result.headers.get("Astra-Next-Cursor") ?? "";
+  moreButton.dataset.cursor = next;
+  moreButton.parentElement.hidden = !next;
 });
 
 // A create in flight must finish in view: its secret is shown only in the success state.
@@ -401,13 +428,10 @@ const announce = (message) => {
   $("store-live").textContent = message;
 };
 initCopyButtons(dialog, announce);
-restoreFocusOnClose(dialog, firstAddButton);
-restoreFocusOnClose(deleteDialog, firstAddButton);
+restoreFocusOnClose(dialog, focusAfter);
+restoreFocusOnClose(deleteDialog, focusAfter);
 initHeader();
 
 // "3 min ago" stays true while the page is open.
-const tick = () => {
-  for (const time of document.querySelectorAll("time")) timeAgo(time);
-};
-tick();
-setInterval(tick, 30000);
+showTimes(document);
+setInterval(() => showTimes(document), 30000);

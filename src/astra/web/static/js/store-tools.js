@@ -21,13 +21,16 @@ const secretPanel = $("secret-panel");
 const secretSubmit = $("secret-submit");
 const keyInput = $("secret-key");
 
-// The store the tool is for, and the edit form's button that opened it (focus goes back).
-let card = null;
+// The store the tool is for ({id, name}), what to call when its secret changed, and the edit
+// form's button that opened it (focus goes back).
+let current = null;
+let changed = null;
 let opener = null;
 let saving = false;
 
-export function openTool(button, store) {
-  card = store;
+export function openTool(button, store, onChange) {
+  current = store;
+  changed = onChange;
   opener = button;
   if (button.dataset.action === "deliveries") showDeliveries(store);
   else showSecret(button.dataset.action);
@@ -70,12 +73,12 @@ async function showDeliveries(store) {
   const [loading, empty, table, held, problem] = ["loading", "empty", "table", "held", "alert"].map(
     (part) => $(`deliveries-${part}`),
   );
-  $("deliveries-name").textContent = store.querySelector("h3").textContent;
+  $("deliveries-name").textContent = store.name;
   for (const part of [empty, table, held, problem]) part.hidden = true;
   loading.hidden = false;
   showPanel(deliveriesPanel, $("deliveries-title"));
-  const result = await api("GET", `/api/integrations/${store.dataset.id}/deliveries?limit=20`);
-  if (card !== store) return;
+  const result = await api("GET", `/api/integrations/${store.id}/deliveries?limit=20`);
+  if (current !== store) return;
   const items = result.data?.items ?? [];
   loading.hidden = true;
   showAlert(problem, result.problem);
@@ -134,7 +137,7 @@ secretPanel.addEventListener("submit", async (event) => {
     saving = true;
     setBusy(secretSubmit, true, "Saving…");
     const body = mode === "key" ? { webhook_secret: keyInput.value } : undefined;
-    const result = await api("POST", `/api/integrations/${card.dataset.id}/secret`, body);
+    const result = await api("POST", `/api/integrations/${current.id}/secret`, body);
     saving = false;
     setBusy(secretSubmit, false);
     secretSaved(mode, result);
@@ -147,6 +150,7 @@ function secretSaved(mode, result) {
   showAlert($("secret-alert"), refusal ? "" : result.problem);
   if (refusal) keyInput.focus();
   if (!result.ok) return;
+  changed();
   const until = exactTime(new Date(result.data.previous_secret_expires_at));
   for (const slot of secretPanel.querySelectorAll("[data-slot]")) slot.textContent = until;
   $("secret-new").value = result.data.webhook_secret;

@@ -1,5 +1,6 @@
 // Small helpers every page shares: the JSON API, form fields, dialogs, toasts, copying.
-// User text only ever reaches the page through textContent, value and setAttribute.
+// User text only ever reaches the page through textContent, value and setAttribute, or
+// inside the server's own autoescaped fragments (fragment()).
 
 export const OFFLINE = "Couldn't reach Astra. Check your connection and try again.";
 const SERVER_FAULT = "Something went wrong on our side. Try again in a moment.";
@@ -20,41 +21,97 @@ function fieldMessages(detail) {
   return fields;
 }
 
-/**
- * Call the JSON API as this browser (same origin, session cookie).
- * Resolves to {ok, status, data, fields, problem}; never rejects. A 401 outside sign-in
- * means the session ended: go to the sign-in page and come back here afterwards.
- */
-export async function api(method, url, body) {
-  const init = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
-  if (body !== undefined) {
-    init.headers["Content-Type"] = "application/json";
-    init.body = JSON.stringify(body);
-  }
+/** fetch() as this browser (same origin, session cookie): the response, or null offline. A
+ * 401 outside sign-in means the session ended: go to the sign-in page and come back here. */
+async function send(url, init) {
   let response;
   try {
-    response = await fetch(url, init);
+    response = await fetch(url, { credentials: "same-origin", ...init });
   } catch {
-    return { ok: false, status: 0, data: null, fields: {}, problem: OFFLINE };
+    return null;
   }
   if (response.status === 401 && !url.startsWith("/api/auth/")) {
     location.assign(loginUrl());
     return new Promise(() => {});
   }
-  let data = null;
-  if (response.status !== 204) {
-    try {
-      data = await response.json();
-    } catch {
-      data = null;
-    }
+  return response;
+}
+
+async function jsonOf(response) {
+  if (response.status === 204) return null;
+  try {
+    return await response.json();
+  } catch {
+    return null;
   }
-  if (response.ok) return { ok: true, status: response.status, data, fields: {}, problem: "" };
+}
+
+const offline = () => ({ ok: false, status: 0, data: null, fields: {}, problem: OFFLINE });
+
+/** A refusal as the callers show it: the field messages of a 422, or one sentence. */
+function refusal(status, data) {
   const detail = data?.detail;
   const fields = fieldMessages(detail);
   let problem = typeof detail === "string" ? detail : "";
-  if (response.status >= 500 || (!problem && !Object.keys(fields).length)) problem = SERVER_FAULT;
-  return { ok: false, status: response.status, data, fields, problem };
+  if (status >= 500 || (!problem && !Object.keys(fields).length)) problem = SERVER_FAULT;
+  return { ok: false, status, data, fields, problem };
+}
+
+/** Call the JSON API. Resolves to {ok, status, data, fields, problem}; never rejects. */
+export async function api(method, url, body) {
+  const init = { method, headers: { Accept: "application/json" } };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const response = await send(url, init);
+  if (!response) return offline();
+  const data = await jsonOf(response);
+  if (!response.ok) return refusal(response.status, data);
+  return { ok: true, status: response.status, data, fields: {}, problem: "" };
+}
+
+// Where the server's fragment routes are (integrations/pages.py): cards, one or a page.
+export const CARDS = "/settings/integrations/cards";
+
+// The page's policy (web/security.py) allows one Trusted Types policy, this one, and this
+// module creates it first, so no other script can. It turns into HTML only the body that
+// fragment() has just read from one of the server's fragment routes; any other string throws.
+let fragmentBody = null;
+const fromFragment = (html) => {
+  if (html !== fragmentBody) throw new TypeError("Only fragment responses are parsed as HTML.");
+  return html;
+};
+const fragmentPolicy = globalThis.trustedTypes?.createPolicy("astra-fragment", {
+  createHTML: fromFragment,
+}) ?? { createHTML: fromFragment };
+
+/**
+ * GET server-rendered markup (cards, drawn by the same templates as the page) from one of
+ * this app's fragment routes. Resolves like api(), `data` a DocumentFragment, plus `headers`.
+ */
+export async function fragment(path) {
+  const url = new URL(path, location.origin);
+  const route = url.pathname === CARDS || url.pathname.startsWith(`${CARDS}/`);
+  if (url.origin !== location.origin || !route) {
+    throw new Error(`not a fragment route: ${path}`);
+  }
+  const response = await send(url.pathname + url.search, {
+    headers: { Accept: "text/html" },
+    redirect: "error",
+  });
+  if (!response) return offline();
+  if (!response.ok) return refusal(response.status, await jsonOf(response));
+  if (!response.headers.get("Content-Type")?.startsWith("text/html")) return refusal(500, null);
+  const template = document.createElement("template");
+  fragmentBody = await response.text();
+  try {
+    template.innerHTML = fragmentPolicy.createHTML(fragmentBody);
+  } finally {
+    fragmentBody = null;
+  }
+  const { status, headers } = response;
+  return { ok: true, status, data: template.content, headers, fields: {}, problem: "" };
 }
 
 /** Show `message` under the field of `input` (or clear it), the way screen readers expect. */
@@ -93,8 +150,9 @@ export function setBusy(button, busy, busyLabel) {
 }
 
 // Dialogs: showModal() moves focus in and makes Escape close; focus goes back to the
-// control that opened the dialog, or to a fallback when that control is gone or hidden
-// (the empty state's button, once the first store is added).
+// control that opened the dialog, or to where fallback(opener) says when that control is
+// gone or hidden (the same button on a redrawn card; the empty state's button, once the
+// first store is added).
 const openers = new WeakMap();
 
 export function openDialog(dialog, opener) {
@@ -110,7 +168,7 @@ export function closeDialog(dialog, focusAfter) {
 export function restoreFocusOnClose(dialog, fallback) {
   dialog.addEventListener("close", () => {
     const opener = openers.get(dialog);
-    const target = opener?.isConnected && opener.checkVisibility() ? opener : fallback();
+    const target = opener?.isConnected && opener.checkVisibility() ? opener : fallback(opener);
     target?.focus();
   });
 }

@@ -191,11 +191,11 @@ async def test_save_stays_disabled_until_every_field_is_valid(
     await expect(save).to_be_enabled()
 
 
-async def test_server_refusals_show_next_to_their_field(
-    ui: Session, seller_email: str, other_seller_email: str
-) -> None:
+async def test_server_refusals_show_next_to_their_field(ui: Session, seller_email: str) -> None:
     page = ui.page
-    await other_seller_owns_harbor_and_vine(ui, other_seller_email, then=seller_email)
+    # The seller connected this store already (another seller's claim would not block it).
+    await ui.sign_in(seller_email)
+    await ui.create_store("Harbor & Vine", "woocommerce", "shop.harborvine.com")
     await ui.open()
 
     ui.expect_http_error(409)

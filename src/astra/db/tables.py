@@ -145,13 +145,22 @@ integrations = Table(
     Column("check_problem", Text),
     Column("check_message", Text),
     Column("shop_name", Text),
-    # When working credentials for exactly this store last proved the seller holds it.
+    # When working credentials for exactly this store last proved the seller holds it;
+    # at most one claim of a store is proven. Another seller's proof supersedes a claim.
     Column("proven_at", DateTime(timezone=True)),
-    UniqueConstraint("domain", name="integrations_domain_key"),
+    Column("superseded_at", DateTime(timezone=True)),
+    # A seller connects a store once; sellers' claims of one store are apart until proven.
+    UniqueConstraint("user_id", "domain", name="integrations_user_domain_key"),
     UniqueConstraint("id", "user_id", name="integrations_id_user_key"),
 )
 # Keyset pagination, newest first: admins over everything, sellers over their own.
 Index("integrations_created_idx", integrations.c.created_at.desc(), integrations.c.id.desc())
+Index(
+    "integrations_proven_domain_key",
+    integrations.c.domain,
+    unique=True,
+    postgresql_where=integrations.c.proven_at.is_not(None),
+)
 Index(
     "integrations_user_created_idx",
     integrations.c.user_id,

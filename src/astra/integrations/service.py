@@ -294,7 +294,7 @@ async def _execute_unique(
         return await db.execute(statement, values)
     except IntegrityError as exc:
         constraint = getattr(exc.orig.__cause__, "constraint_name", None) if exc.orig else None
-        if constraint == "integrations_domain_key":
+        if constraint == "integrations_user_domain_key":
             raise Conflict(DOMAIN_TAKEN) from None
         raise
 

@@ -1,5 +1,6 @@
 """Store connections: write-only API credentials, the connection's last check, the webhooks
-Astra registered at the store; every secret an integration holds encrypted at rest.
+Astra registered at the store; every secret an integration holds encrypted at rest; a store
+claimed once per seller, and proven by at most one.
 
 Revision ID: 0004
 Revises: 0003
@@ -45,7 +46,51 @@ ALTER TABLE public.integrations
   ),
   ADD CONSTRAINT integrations_token_pair CHECK (
     (access_token IS NULL) = (access_token_expires_at IS NULL)
-  );
+  ),
+  -- When another seller proved the store with working credentials: this claim is not
+  -- the store's connection (the card says so).
+  ADD COLUMN superseded_at timestamptz;
+
+-- A domain was unique across all sellers, so anyone could claim a store and block its real
+-- owner, and the 409 told every seller which stores were connected. Now a seller connects
+-- a store once; of all claims, at most one is proven (app_prove_store).
+ALTER TABLE public.integrations
+  DROP CONSTRAINT integrations_domain_key,
+  ADD CONSTRAINT integrations_user_domain_key UNIQUE (user_id, domain);
+CREATE UNIQUE INDEX integrations_proven_domain_key ON public.integrations (domain)
+  WHERE proven_at IS NOT NULL;
+
+-- Record that working credentials for exactly this store proved the caller's claim, and
+-- mark the other sellers' unproven claims of the same store superseded (rows the caller
+-- may not touch, hence a definer). False when another seller proved the store first.
+CREATE FUNCTION public.app_prove_store(p_id uuid) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = '' AS $$
+DECLARE
+  claimed record;
+BEGIN
+  SELECT i.id, i.domain INTO claimed FROM public.integrations i
+  WHERE i.id = p_id
+    AND (i.user_id = public.app_user_id() OR public.app_is_admin())
+  FOR UPDATE;
+  IF NOT FOUND THEN
+    RETURN false;
+  END IF;
+  PERFORM pg_advisory_xact_lock(hashtext('astra-prove:' || claimed.domain));
+  IF EXISTS (SELECT FROM public.integrations
+             WHERE domain = claimed.domain AND proven_at IS NOT NULL AND id <> p_id) THEN
+    RETURN false;
+  END IF;
+  UPDATE public.integrations SET proven_at = now(), superseded_at = NULL WHERE id = p_id;
+  UPDATE public.integrations SET superseded_at = now()
+  WHERE domain = claimed.domain AND id <> p_id AND superseded_at IS NULL;
+  RETURN true;
+END $$;
+ALTER FUNCTION public.app_prove_store(uuid) OWNER TO astra_definer;
+REVOKE EXECUTE ON FUNCTION public.app_prove_store(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION public.app_prove_store(uuid) TO astra_app;
+GRANT UPDATE (proven_at, superseded_at) ON public.integrations TO astra_definer;
+CREATE POLICY integrations_definer_prove ON public.integrations FOR UPDATE TO astra_definer
+  USING (true) WITH CHECK (true);
 
 -- The order webhooks Astra registered at the store, and their state when last looked at.
 CREATE TABLE public.store_webhooks (
@@ -90,6 +135,18 @@ GRANT EXECUTE ON FUNCTION public.app_webhook_target(uuid) TO astra_app;
 """
 
 DOWNGRADE_SCHEMA = """
+DROP POLICY integrations_definer_prove ON public.integrations;
+REVOKE UPDATE (proven_at, superseded_at) ON public.integrations FROM astra_definer;
+DROP FUNCTION public.app_prove_store(uuid);
+DROP INDEX public.integrations_proven_domain_key;
+-- Claims of one store by several sellers cannot all survive the old rule: keep the oldest.
+ALTER TABLE public.integrations NO FORCE ROW LEVEL SECURITY;
+DELETE FROM public.integrations i USING public.integrations older
+  WHERE older.domain = i.domain AND (older.created_at, older.id) < (i.created_at, i.id);
+ALTER TABLE public.integrations FORCE ROW LEVEL SECURITY;
+ALTER TABLE public.integrations
+  DROP CONSTRAINT integrations_user_domain_key,
+  ADD CONSTRAINT integrations_domain_key UNIQUE (domain);
 DROP FUNCTION public.app_webhook_target(uuid);
 CREATE FUNCTION public.app_webhook_target(p_id uuid)
 RETURNS TABLE (
@@ -109,7 +166,8 @@ DROP TABLE public.store_webhooks;
 ALTER TABLE public.integrations
   DROP CONSTRAINT integrations_token_pair,
   DROP CONSTRAINT integrations_credentials_pair,
-  DROP COLUMN proven_at, DROP COLUMN shop_name, DROP COLUMN check_message,
+  DROP COLUMN superseded_at, DROP COLUMN proven_at, DROP COLUMN shop_name,
+  DROP COLUMN check_message,
   DROP COLUMN check_problem, DROP COLUMN checked_at, DROP COLUMN access_token_expires_at,
   DROP COLUMN access_token, DROP COLUMN app_client_secret, DROP COLUMN credentials,
   DROP COLUMN credentials_kind;

@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from sqlalchemy import exc as sa_exc
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from astra.errors import OUTAGE_RETRY_SECONDS, AstraError, InvalidInput
@@ -162,7 +163,7 @@ class CrossSiteGuard:
 
     def __init__(self, app: ASGIApp, *, cookie_name: str, exempt_prefixes: tuple[str, ...]) -> None:
         self.app = app
-        self.cookie_marker = f"{cookie_name}=".encode()
+        self.cookie_name = cookie_name
         self.exempt_prefixes = exempt_prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -179,14 +180,16 @@ class CrossSiteGuard:
     def _cross_site(self, scope: Scope) -> bool:
         if scope["path"].startswith(self.exempt_prefixes):
             return False
-        headers: dict[bytes, bytes] = dict(scope["headers"])
-        if self.cookie_marker not in headers.get(b"cookie", b""):
+        # The cookies exactly as the session reader (Starlette's Request) sees them, so no
+        # spelling it accepts (a repeated Cookie header, a space after the name) slips past.
+        connection = HTTPConnection(scope)
+        if self.cookie_name not in connection.cookies:
             return False
-        fetch_site = headers.get(b"sec-fetch-site")
+        headers = connection.headers
+        fetch_site = headers.get("sec-fetch-site")
         if fetch_site is not None:
-            return fetch_site not in (b"same-origin", b"none")
-        origin = headers.get(b"origin")
+            return fetch_site not in ("same-origin", "none")
+        origin = headers.get("origin")
         if origin is None:
             return False
-        host = headers.get(b"host", b"").decode("latin-1")
-        return urlsplit(origin.decode("latin-1")).netloc != host
+        return urlsplit(origin).netloc != headers.get("host", "")

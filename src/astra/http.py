@@ -12,8 +12,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from sqlalchemy import exc as sa_exc
-from starlette.requests import HTTPConnection
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, HTTPConnection
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from astra.errors import OUTAGE_RETRY_SECONDS, AstraError, InvalidInput
 from astra.settings import Settings
@@ -32,6 +34,7 @@ _DESCRIPTIONS = {
     503: "The database is unavailable; retry after the Retry-After seconds",
 }
 DATABASE_DOWN = "The database is unavailable right now. Try again in a few seconds."
+TOO_LARGE = "The body is larger than this endpoint accepts."
 
 
 class FastJSONResponse(Response):
@@ -144,9 +147,17 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": "Something went wrong on our side."}, status_code=500)
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """The client hung up before its body was in: nothing to answer and nothing broken, so
+    one line instead of a traceback."""
+    logger.info("client disconnected before sending the whole body")
+    return Response(status_code=400)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AstraError, _astra_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(sa_exc.SQLAlchemyError, _database_error)
     app.add_exception_handler(OSError, _database_error)
 
@@ -193,3 +204,53 @@ class CrossSiteGuard:
         if origin is None:
             return False
         return urlsplit(origin).netloc != headers.get("host", "")
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from `receive` once a streamed body passes its cap. An HTTPException, so
+    FastAPI's body parsing passes it on as it is (anything else there becomes a 400)."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=413, detail=TOO_LARGE)
+
+
+class BodyLimit:
+    """Cap every request body: 413 at once when Content-Length says it is over the cap,
+    else as soon as the bytes streamed in (a chunked body has no length) pass it. Paths
+    under a prefix of `prefix_limits` have that prefix's cap instead.
+
+    `astra serve` then drops the rest of the body (see astra.cli.CappedHttpTools).
+    """
+
+    def __init__(self, app: ASGIApp, *, limit: int, prefix_limits: dict[str, int]) -> None:
+        self.app = app
+        self.limit = limit
+        self.prefix_limits = prefix_limits
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        limit = next(
+            (cap for prefix, cap in self.prefix_limits.items() if path.startswith(prefix)),
+            self.limit,
+        )
+        declared = Headers(scope=scope).get("content-length", "")
+        # At most 19 digits go to int(): enough for any cap, and cheap however long the header.
+        if declared.isascii() and declared.isdigit() and int(declared[:19]) > limit:
+            response = JSONResponse({"detail": TOO_LARGE}, status_code=413)
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def capped_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge
+            return message
+
+        await self.app(scope, capped_receive, send)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
+from contextlib import suppress
 from dataclasses import dataclass
+from pathlib import Path
+from subprocess import CalledProcessError
 
 import httpx
 from alembic.script import ScriptDirectory
@@ -13,7 +17,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from astra.db import migrate
+from astra.db.embedded import embedded_running
+from testkit.harness import AppServer, EmbeddedPostgres, serving
 from tests.conftest import PASSWORD, TestDatabase, make_user
+from tests.reliability.conftest import own_database_only
 
 NEW_PASSWORD = "a long enough password"
 
@@ -29,6 +36,16 @@ async def astra(test_database: TestDatabase, *args: str, stdin: str = "") -> Run
     env = {key: value for key, value in os.environ.items() if not key.startswith("ASTRA_")}
     env["DATABASE_URL"] = str(test_database.settings.database_url)
     env["ASTRA_DATA_DIR"] = str(test_database.settings.data_dir)
+    return await _run(env, args, stdin)
+
+
+async def astra_in(data_dir: Path, *args: str) -> Run:
+    """The command on the embedded PostgreSQL of `data_dir` (DATABASE_URL unset)."""
+    env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+    return await _run(env | {"ASTRA_DATA_DIR": str(data_dir)}, args, "")
+
+
+async def _run(env: dict[str, str], args: tuple[str, ...], stdin: str) -> Run:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -158,3 +175,46 @@ async def test_migrate_is_idempotent(
     assert await users(owner_engine) == [("x@example.com", "seller")]
     # The running app still connects as its runtime role and signs people in.
     assert (await login(anonymous, "x@example.com", PASSWORD)).status_code == 200
+
+
+# --- `astra serve` and the embedded PostgreSQL ------------------------------------------
+
+
+def interrupt(server: AppServer) -> str:
+    """Ctrl+C, as a terminal sends it; the whole output once the command has exited."""
+    server.process.send_signal(signal.SIGINT)
+    assert server.process.wait(timeout=60) == 0, server.log_text()
+    return server.log_text()
+
+
+@own_database_only
+def test_serve_stops_the_embedded_postgresql_it_started(tmp_path: Path) -> None:
+    with serving(tmp_path) as server:
+        assert embedded_running(tmp_path)
+        output = interrupt(server)
+
+    assert "Stopped the embedded PostgreSQL." in output
+    assert not embedded_running(tmp_path)
+    assert "Traceback" not in output
+
+
+@own_database_only
+async def test_serve_leaves_a_postgresql_it_did_not_start_and_says_how_to_stop_it(
+    tmp_path: Path,
+) -> None:
+    database = EmbeddedPostgres(tmp_path)
+    try:
+        with serving(tmp_path) as server:
+            output = interrupt(server)
+
+        assert "was already running before astra serve, so it keeps running" in output
+        assert "Stop it with: astra db stop" in output
+        assert embedded_running(tmp_path)
+        stopped = await astra_in(tmp_path, "db", "stop")
+        assert (stopped.code, stopped.stdout.strip()) == (0, "Stopped the embedded PostgreSQL.")
+        assert not embedded_running(tmp_path)
+        again = await astra_in(tmp_path, "db", "stop")
+        assert (again.code, again.stdout.strip()) == (0, "The embedded PostgreSQL is not running.")
+    finally:
+        with suppress(CalledProcessError):
+            database.stop()

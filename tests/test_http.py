@@ -1,16 +1,22 @@
-"""Cross-cutting HTTP behaviour: request ids, JSON logs, and a database outage as a 503."""
+"""Cross-cutting HTTP behaviour: request ids, JSON logs, a database outage as a 503, body
+caps and the Host names answered."""
 
 from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from astra.http import TOO_LARGE
 from astra.logs import JsonFormatter
+from astra.settings import Settings
 from tests.conftest import PASSWORD, Account, TestDatabase, client_for, running
 
 
@@ -74,3 +80,117 @@ async def test_access_log_lines_are_json_with_the_request_id_and_no_secrets(
     text = "\n".join(formatter.format(record) for record in caplog.records)
     assert secret not in text
     assert PASSWORD not in text
+
+
+# --- body caps -------------------------------------------------------------------------
+
+API_CAP = Settings().max_body_bytes
+
+
+async def test_an_api_body_over_the_cap_is_413_by_its_length_or_while_streaming(
+    anonymous: httpx.AsyncClient,
+) -> None:
+    padded = {"email": "a@example.com", "password": "x" * API_CAP}
+
+    declared = await anonymous.post("/api/auth/login", json=padded)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"email": "a@example.com", "password": "'
+        for _ in range(API_CAP // 1024 + 1):
+            yield b"x" * 1024
+        yield b'"}'
+
+    streamed = await anonymous.post(
+        "/api/auth/login", content=chunks(), headers={"content-type": "application/json"}
+    )
+    for response in (declared, streamed):
+        assert (response.status_code, response.json()) == (413, {"detail": TOO_LARGE})
+    # A body within the cap is read and judged as usual (that password is too long).
+    within = await anonymous.post(
+        "/api/auth/login", json={"email": "a@example.com", "password": "x" * (API_CAP // 2)}
+    )
+    assert within.status_code == 422
+
+
+async def test_the_webhook_route_keeps_its_larger_cap(anonymous: httpx.AsyncClient) -> None:
+    # Past the API's cap, within the webhook's: read, then refused for its signature.
+    body = b"{" + b" " * (API_CAP * 4) + b"}"
+    response = await anonymous.post(
+        f"/api/webhooks/order?id={uuid.uuid4()}",
+        content=body,
+        headers={"content-type": "application/json", "x-shopify-hmac-sha256": "AAAA"},
+    )
+    assert response.status_code == 404
+
+
+# --- Host names ------------------------------------------------------------------------
+
+
+async def test_a_foreign_host_gets_400_and_builds_no_url(
+    seller: Account, owner_engine: AsyncEngine
+) -> None:
+    evil = {"host": "evil.test"}
+
+    created = await seller.client.post(
+        "/api/integrations",
+        json={"name": "Shop", "type": "woocommerce", "domain": "shop.example.com"},
+        headers=evil,
+    )
+    redirect = await seller.client.get("/api/integrations/", headers=evil)
+
+    for response in (created, redirect):
+        assert response.status_code == 400
+        assert "location" not in response.headers
+        assert "evil.test" not in response.text
+    async with owner_engine.connect() as connection:
+        assert await connection.scalar(text("SELECT count(*) FROM public.integrations")) == 0
+    # The same requests under a name the app answers.
+    assert (await seller.client.get("/api/integrations/")).status_code == 307
+
+
+async def test_by_default_the_public_url_and_loopback_names_are_answered(
+    test_database: TestDatabase,
+) -> None:
+    settings = test_database.settings.model_copy(
+        update={"allowed_hosts": None, "public_url": "https://astra.example.com"}
+    )
+    async with running(settings) as application, client_for(application) as client:
+        statuses = {
+            host: (await client.get("/api/auth/me", headers={"host": host})).status_code
+            for host in ("astra.example.com", "127.0.0.1:8000", "localhost", "evil.test", "")
+        }
+    assert statuses == {
+        "astra.example.com": 401,
+        "127.0.0.1:8000": 401,
+        "localhost": 401,
+        "evil.test": 400,
+        "": 400,
+    }
+
+
+@pytest.mark.parametrize(
+    ("env", "hosts"),
+    [
+        ({}, ["localhost", "127.0.0.1"]),
+        ({"ASTRA_HOST": "0.0.0.0"}, ["localhost", "127.0.0.1"]),  # noqa: S104
+        ({"ASTRA_HOST": "10.0.0.5"}, ["localhost", "127.0.0.1", "10.0.0.5"]),
+        (
+            {"ASTRA_PUBLIC_URL": "https://Astra.Example.com/base/"},
+            ["localhost", "127.0.0.1", "astra.example.com"],
+        ),
+        ({"ASTRA_ALLOWED_HOSTS": " a.example , *.b.example "}, ["a.example", "*.b.example"]),
+        ({"ASTRA_ALLOWED_HOSTS": ""}, ["localhost", "127.0.0.1"]),
+    ],
+)
+def test_the_hosts_answered_come_from_the_settings(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], hosts: list[str]
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert Settings().trusted_hosts == hosts
+
+
+def test_trusted_proxies_are_none_unless_listed(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().trusted_proxies == []
+    monkeypatch.setenv("ASTRA_TRUSTED_PROXIES", "10.0.0.1, 10.0.1.0/24")
+    assert Settings().trusted_proxies == ["10.0.0.1", "10.0.1.0/24"]

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from astra.auth.api import router as auth_router
 from astra.auth.deps import SESSION_COOKIE
@@ -14,7 +15,7 @@ from astra.auth.limits import SignInLimits
 from astra.auth.pages import router as auth_pages
 from astra.db.session import Database
 from astra.db.urls import app_url
-from astra.http import CrossSiteGuard, install_error_handlers
+from astra.http import BodyLimit, CrossSiteGuard, install_error_handlers
 from astra.integrations.api import router as integrations_router
 from astra.integrations.pages import router as integrations_pages
 from astra.logs import RequestLogMiddleware
@@ -68,8 +69,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth_pages)
     app.include_router(integrations_pages)
     app.mount(STATIC_PATH, static_files(), name="static")
+    webhooks = f"{webhooks_router.prefix}/"
+    app.add_middleware(CrossSiteGuard, cookie_name=SESSION_COOKIE, exempt_prefixes=(webhooks,))
+    # Every body is capped; stores' order webhooks get their own, larger cap.
     app.add_middleware(
-        CrossSiteGuard, cookie_name=SESSION_COOKIE, exempt_prefixes=("/api/webhooks/",)
+        BodyLimit,
+        limit=settings.max_body_bytes,
+        prefix_limits={webhooks: settings.webhook_max_body_bytes},
+    )
+    # Webhook URLs and redirects are built from the Host header: only known names get in.
+    app.add_middleware(
+        TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts, www_redirect=False
     )
     app.add_middleware(SecurityHeaders)
     # Added last, so it runs first: every response, errors included, carries the id.

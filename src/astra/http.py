@@ -12,7 +12,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from sqlalchemy import exc as sa_exc
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, HTTPConnection
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from astra.errors import OUTAGE_RETRY_SECONDS, AstraError, InvalidInput
 from astra.settings import Settings
@@ -31,6 +34,7 @@ _DESCRIPTIONS = {
     503: "The database is unavailable; retry after the Retry-After seconds",
 }
 DATABASE_DOWN = "The database is unavailable right now. Try again in a few seconds."
+TOO_LARGE = "The body is larger than this endpoint accepts."
 
 
 class FastJSONResponse(Response):
@@ -143,9 +147,17 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": "Something went wrong on our side."}, status_code=500)
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """The client hung up before its body was in: nothing to answer and nothing broken, so
+    one line instead of a traceback."""
+    logger.info("client disconnected before sending the whole body")
+    return Response(status_code=400)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AstraError, _astra_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(sa_exc.SQLAlchemyError, _database_error)
     app.add_exception_handler(OSError, _database_error)
 
@@ -162,7 +174,7 @@ class CrossSiteGuard:
 
     def __init__(self, app: ASGIApp, *, cookie_name: str, exempt_prefixes: tuple[str, ...]) -> None:
         self.app = app
-        self.cookie_marker = f"{cookie_name}=".encode()
+        self.cookie_name = cookie_name
         self.exempt_prefixes = exempt_prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -179,14 +191,66 @@ class CrossSiteGuard:
     def _cross_site(self, scope: Scope) -> bool:
         if scope["path"].startswith(self.exempt_prefixes):
             return False
-        headers: dict[bytes, bytes] = dict(scope["headers"])
-        if self.cookie_marker not in headers.get(b"cookie", b""):
+        # The cookies exactly as the session reader (Starlette's Request) sees them, so no
+        # spelling it accepts (a repeated Cookie header, a space after the name) slips past.
+        connection = HTTPConnection(scope)
+        if self.cookie_name not in connection.cookies:
             return False
-        fetch_site = headers.get(b"sec-fetch-site")
+        headers = connection.headers
+        fetch_site = headers.get("sec-fetch-site")
         if fetch_site is not None:
-            return fetch_site not in (b"same-origin", b"none")
-        origin = headers.get(b"origin")
+            return fetch_site not in ("same-origin", "none")
+        origin = headers.get("origin")
         if origin is None:
             return False
-        host = headers.get(b"host", b"").decode("latin-1")
-        return urlsplit(origin.decode("latin-1")).netloc != host
+        return urlsplit(origin).netloc != headers.get("host", "")
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from `receive` once a streamed body passes its cap. An HTTPException, so
+    FastAPI's body parsing passes it on as it is (anything else there becomes a 400)."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=413, detail=TOO_LARGE)
+
+
+class BodyLimit:
+    """Cap every request body: 413 at once when Content-Length says it is over the cap,
+    else as soon as the bytes streamed in (a chunked body has no length) pass it. Paths
+    under a prefix of `prefix_limits` have that prefix's cap instead.
+
+    `astra serve` then drops the rest of the body (see astra.cli.CappedHttpTools).
+    """
+
+    def __init__(self, app: ASGIApp, *, limit: int, prefix_limits: dict[str, int]) -> None:
+        self.app = app
+        self.limit = limit
+        self.prefix_limits = prefix_limits
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        limit = next(
+            (cap for prefix, cap in self.prefix_limits.items() if path.startswith(prefix)),
+            self.limit,
+        )
+        declared = Headers(scope=scope).get("content-length", "")
+        # At most 19 digits go to int(): enough for any cap, and cheap however long the header.
+        if declared.isascii() and declared.isdigit() and int(declared[:19]) > limit:
+            response = JSONResponse({"detail": TOO_LARGE}, status_code=413)
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def capped_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge
+            return message
+
+        await self.app(scope, capped_receive, send)

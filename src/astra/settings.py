@@ -7,9 +7,14 @@ from collections.abc import Callable
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Addresses a server bound to every interface listens on: no request names them as its host.
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # noqa: S104 (names them, binds nothing)
 
 
 class Settings(BaseSettings):
@@ -35,7 +40,16 @@ class Settings(BaseSettings):
 
     session_ttl_hours: int = 24 * 14
     secret_grace_hours: int = 24
+    # Request size caps. The JSON API's bodies are a few KB; stores' order webhooks get
+    # more. Headers (request line included) are capped by `astra serve`'s HTTP parser.
+    max_body_bytes: int = 64 * 1024
     webhook_max_body_bytes: int = 5 * 1024 * 1024
+    max_header_bytes: int = 32 * 1024
+    # Peers whose X-Forwarded-For / X-Forwarded-Proto are believed (the reverse proxy in
+    # front); nobody's by default, so no client can choose the address it is limited by.
+    trusted_proxies: Annotated[list[str], NoDecode] = []
+    # Host headers answered; unset: see `hosts`.
+    allowed_hosts: Annotated[list[str] | None, NoDecode] = None
     setup_token: str | None = None
     # Sign-in abuse limits: failed attempts (sign-in or set-up) within a sliding window,
     # shared by every worker through the database (the rule: astra.auth.limits).
@@ -44,6 +58,31 @@ class Settings(BaseSettings):
     login_max_failures_per_address: int = 50
     login_slowdown_after_failures: int = 10
     login_max_delay_seconds: float = 3.0
+
+    @field_validator("trusted_proxies", "allowed_hosts", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, str):
+            return value
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        # ASTRA_ALLOWED_HOSTS set but empty means "not set", not "refuse every host".
+        if not items and info.field_name == "allowed_hosts":
+            return None
+        return items
+
+    @property
+    def trusted_hosts(self) -> list[str]:
+        """The Host headers answered: ASTRA_ALLOWED_HOSTS, else ASTRA_PUBLIC_URL's host and
+        this machine's loopback names (plus the address served on, when it is one)."""
+        if self.allowed_hosts is not None:
+            return self.allowed_hosts
+        hosts = ["localhost", "127.0.0.1"]
+        if self.host not in WILDCARD_HOSTS:
+            hosts.append(self.host)
+        public = urlsplit(self.public_url or "").hostname
+        if public:
+            hosts.append(public)
+        return list(dict.fromkeys(hosts))
 
     @property
     def session_ttl(self) -> timedelta:

@@ -353,6 +353,36 @@ async def test_same_origin_and_non_browser_writes_pass(
     assert (await seller.client.delete(path, headers=headers)).status_code == 204
 
 
+@pytest.mark.parametrize(
+    "cookie_headers",
+    [
+        # The guard once kept the last Cookie header; the session reader reads them all.
+        lambda token: [("cookie", f"{COOKIE}={token}"), ("cookie", "theme=dark")],
+        # ... and once looked for "astra_session=", which the reader's parser also finds here.
+        lambda token: [("cookie", f"{COOKIE} ={token}")],
+    ],
+    ids=["second-cookie-header", "space-after-the-name"],
+)
+async def test_the_guard_reads_the_cookie_as_the_session_reader_does(
+    seller: Account,
+    anonymous: httpx.AsyncClient,
+    owner_engine: AsyncEngine,
+    cookie_headers: Any,
+) -> None:
+    headers = cookie_headers(seller.client.cookies[COOKIE])
+
+    forged = await anonymous.post(
+        "/api/integrations", json=STORE, headers=[*headers, ("sec-fetch-site", "cross-site")]
+    )
+
+    assert (forged.status_code, forged.json()) == (403, CROSS_SITE)
+    assert await integrations(owner_engine) == []
+    # The same cookie from this site signs the seller in: it is a session cookie to both.
+    own = await anonymous.post("/api/integrations", json=STORE, headers=headers)
+    assert own.status_code == 201
+    assert own.json()["user_id"] == str(seller.id)
+
+
 async def test_without_the_cookie_the_guard_steps_aside_for_auth(
     anonymous: httpx.AsyncClient, user_id: uuid.UUID, owner_engine: AsyncEngine
 ) -> None:

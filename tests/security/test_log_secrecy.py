@@ -75,7 +75,7 @@ async def live_server(test_database: TestDatabase) -> AsyncIterator[httpx.AsyncC
         create_app(test_database.settings),
         log_config=None,
         access_log=False,
-        proxy_headers=True,
+        proxy_headers=False,
         server_header=False,
     )
     server = uvicorn.Server(config)

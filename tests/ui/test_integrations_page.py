@@ -463,3 +463,10 @@ async def test_first_run_setup_creates_the_admin(ui: Session) -> None:
     await expect(page).to_have_url(f"{ui.base_url}/settings/integrations")
     await expect(page.get_by_text("founder@astra.example")).to_be_visible()
     await expect(page.get_by_text("Admin", exact=True)).to_be_visible()
+
+    # The link, used, says so and leads to sign-in; its form is gone.
+    await ui.open(f"/setup?token={SETUP_TOKEN}")
+    await expect(page.get_by_role("heading", name="Astra is set up")).to_be_visible()
+    await expect(page.get_by_role("button", name="Create admin account")).to_have_count(0)
+    await page.get_by_role("link", name="Go to sign in").click()
+    await expect(page).to_have_url(f"{ui.base_url}/settings/integrations")

@@ -7,10 +7,11 @@ import re
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from astra.web.redirects import HOME, safe_next
 from testkit.stores import connect_store, send_order
-from tests.conftest import Account
+from tests.conftest import Account, TestDatabase, client_for, make_user, running
 
 
 @pytest.mark.parametrize(
@@ -84,6 +85,23 @@ async def test_setup_page_needs_the_printed_link(anonymous: httpx.AsyncClient) -
     assert response.status_code == 403
     assert "This link can't be used" in response.text
     assert 'id="setup-form"' not in response.text
+
+
+async def test_a_used_setup_link_says_astra_is_set_up(
+    test_database: TestDatabase, owner_engine: AsyncEngine, password_hash: str
+) -> None:
+    settings = test_database.settings.model_copy(update={"setup_token": "printed-link-token"})
+    async with running(settings) as application, client_for(application) as client:
+        fresh = await client.get("/setup", params={"token": "printed-link-token"})
+        await make_user(owner_engine, "founder@example.com", "admin", password_hash)
+        used = await client.get("/setup", params={"token": "printed-link-token"})
+
+    assert fresh.status_code == 200
+    assert 'id="setup-form"' in fresh.text
+    assert used.status_code == 200
+    assert "<h1>Astra is set up</h1>" in used.text
+    assert 'id="setup-form"' not in used.text
+    assert 'href="/login"' in used.text
 
 
 @pytest.mark.parametrize(

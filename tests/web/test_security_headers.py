@@ -65,6 +65,9 @@ async def test_every_response_carries_the_headers(
     response = await anonymous.request(method, path, json={} if method == "POST" else None)
     assert response.status_code == status
     assert_secure(response)
+    # API answers (errors included) are never cached; static files are revalidated.
+    if path.startswith("/api/"):
+        assert response.headers["cache-control"] == "no-store"
 
 
 async def test_signed_in_page_and_api_carry_the_headers(seller: Account) -> None:
@@ -72,7 +75,11 @@ async def test_signed_in_page_and_api_carry_the_headers(seller: Account) -> None
     assert page.status_code == 200
     assert_secure(page)
     assert page.headers["cache-control"] == "no-store"
-    assert_secure(await seller.client.get("/api/integrations"))
+    for path in ("/api/integrations", "/api/auth/me", "/api/orders"):
+        api = await seller.client.get(path)
+        assert api.status_code == 200
+        assert_secure(api)
+        assert api.headers["cache-control"] == "no-store"
     created = await seller.client.post(
         "/api/integrations", json={"name": "S", "type": "shopify", "domain": "s.myshopify.com"}
     )

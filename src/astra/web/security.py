@@ -38,6 +38,9 @@ SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
 )
 
 _FALLBACK_500 = b"Internal Server Error"
+# API answers carry people's emails, stores and orders: no browser or shared cache keeps
+# them (nothing under /api/ is meant to be cached). Pages set it themselves (PRIVATE).
+API_PREFIX = "/api/"
 
 
 class SecurityHeaders:
@@ -56,6 +59,7 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         started = False
+        api = scope["path"].startswith(API_PREFIX)
 
         async def send_with_headers(message: Message) -> None:
             nonlocal started
@@ -64,6 +68,8 @@ class SecurityHeaders:
                 headers = MutableHeaders(scope=message)
                 for name, value in SECURITY_HEADERS:
                     headers.setdefault(name, value)
+                if api:
+                    headers.setdefault("Cache-Control", "no-store")
             await send(message)
 
         try:

@@ -107,10 +107,6 @@ class InvalidSignature(NotAuthenticated):
     """Missing or wrong signature, or a delivery naming another store."""
 
 
-class BodyTooLarge(AstraError):
-    status_code = 413
-
-
 class DeliveryFailed(AstraError):
     """The delivery could not be stored; the platform should send it again, and is told
     when (Retry-After), as the outage handler tells everyone."""

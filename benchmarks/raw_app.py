@@ -233,6 +233,7 @@ async def _deliver(
         "outcome": outcome,
         "body_bytes": len(body),
         "platform": target["platform"],
+        "reason": None,
         "restore": action is OrderAction.restore,
     } | order.parameters()
     recorded, written = await connection.fetchrow(WEBHOOK_RECORD.sql, *WEBHOOK_RECORD.args(values))

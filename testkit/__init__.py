@@ -1,0 +1,1 @@
+"""Helpers shared by the test suites: simulated stores and the like."""

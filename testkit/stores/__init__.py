@@ -1,0 +1,1 @@
+"""Simulated Shopify and WooCommerce stores on a real HTTPS server, for tests."""

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from astra.settings import Settings
-from astra.stores.net import StoreHttp, is_public_address
+from astra.stores.net import Resolver, StoreHttp, is_public_address
 from astra.stores.problems import StoreProblem
 from testkit.stores.base import SimulatedStore
 from testkit.stores.server import StoreServer
@@ -31,7 +31,7 @@ class EchoStore(SimulatedStore):
         return JSONResponse({"path": path, "host": request.headers.get("host")})
 
 
-def resolving_to(*addresses: str) -> Callable[[str, int], object]:
+def resolving_to(*addresses: str) -> Resolver:
     async def resolve(host: str, port: int) -> Sequence[str]:
         return list(addresses)
 

@@ -142,6 +142,11 @@ class StoreHttp:
             trust_env=False,
         )
 
+    @property
+    def secure(self) -> bool:
+        """Whether the calls go over TLS."""
+        return self._base.startswith("https://")
+
     async def __aenter__(self) -> Self:
         return self
 

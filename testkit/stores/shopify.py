@@ -166,6 +166,7 @@ class SimulatedShopify(SimulatedStore):
         self.currently_available = self.maximum_available
         self._bucket_checked = self.now()
         self.requests: list[str] = []  # the GraphQL operations received, by name
+        self.token_requests = 0
 
     # --- set-up knobs -----------------------------------------------------------------
 
@@ -296,6 +297,7 @@ class SimulatedShopify(SimulatedStore):
         return JSONResponse({"errors": "Not Found"}, status_code=404)
 
     async def _token_exchange(self, request: Request) -> Response:
+        self.token_requests += 1
         if request.headers.get("content-type", "").startswith("application/json"):
             params = await request.json()
         else:

@@ -208,7 +208,7 @@ def _unexpected(domain: str, status: int, what: str) -> StoreProblem:
     )
 
 
-def _missing_scope() -> StoreProblem:
+def missing_read_orders() -> StoreProblem:
     return StoreProblem(
         "missing_scope",
         "The app isn't allowed to read orders. Give it the read_orders scope (and "
@@ -244,7 +244,7 @@ class ShopifyAdmin:
         if errors:
             codes = [_error_code(error) for error in errors]
             if "ACCESS_DENIED" in codes:
-                raise _missing_scope()
+                raise missing_read_orders()
             log.warning(
                 "shopify graphql errors", extra={"store_domain": self.domain, "codes": codes}
             )
@@ -264,7 +264,7 @@ class ShopifyAdmin:
         if response.status == 401:
             raise TokenRejected(self.domain)
         if response.status == 403:
-            raise _missing_scope()
+            raise missing_read_orders()
         _raise_for_shop_status(self.domain, response)
         body = response.json()
         if response.status != 200 or not isinstance(body, dict):

@@ -41,11 +41,13 @@ def seeded_orders(seed: int, count: int, *, first_id: int, end: datetime) -> lis
     """`count` orders spread over the 120 days before `end`, the same for the same seed."""
     rng = random.Random(seed)  # noqa: S311 - repeatable test data, not secrets
     orders = []
+    order_id = first_id
     for index in range(count):
+        order_id += rng.randrange(1, 50)
         created = end - timedelta(days=120) + timedelta(minutes=rng.randrange(120 * 24 * 60))
         orders.append(
             SimOrder(
-                id=first_id + index * rng.randrange(1, 50),
+                id=order_id,
                 number=1001 + index,
                 created_at=created,
                 updated_at=created + timedelta(minutes=rng.randrange(0, 3 * 24 * 60)),

@@ -1,5 +1,6 @@
 """One store's API, whatever its platform: check the credentials, set up the order webhooks,
-read their live state, remove them. The credentials' kind picks the platform.
+read their live state, remove them, list the orders. The credentials' kind picks the
+platform.
 
     async with StoreApi(settings, domain, credentials, token=cached) as store:
         result = await store.check()
@@ -15,9 +16,9 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Literal, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 from astra.settings import Settings
 from astra.stores import shopify, woocommerce
@@ -77,6 +78,16 @@ class RemoteWebhook:
     topic: str  # the platform's own name: orders/create, order.created
     remote_id: str | None  # None when missing
     status: WebhookStatus
+
+
+@dataclass(frozen=True, slots=True)
+class OrderPage:
+    # Each order in the shape the platform's order webhooks send it.
+    orders: list[dict[str, Any]]
+    # Hand back to `orders()` for the next page; None after the last one.
+    next_cursor: str | None
+    # How many orders the listing holds in all, when the store says (WooCommerce does).
+    total: int | None = None
 
 
 class StoreApi:
@@ -175,6 +186,22 @@ class StoreApi:
         log.info(
             "store webhooks removed", extra={"store_domain": self.domain, "platform": self.platform}
         )
+
+    async def orders(
+        self, *, updated_since: datetime | None = None, cursor: str | None = None
+    ) -> OrderPage:
+        """A page of the store's orders updated since `updated_since` (all of them when
+        None), oldest update first; pass `next_cursor` back for the next page."""
+        if isinstance(self.credentials, WooCommerceCredentials):
+            page = int(cursor) if cursor and cursor.isdigit() else 1
+            orders, next_page, total = await self._woo(self.credentials).orders_page(
+                modified_after=updated_since, page=page
+            )
+            return OrderPage(orders, str(next_page) if next_page else None, total)
+        orders, after = await self._shopify(
+            lambda admin: admin.orders_page(updated_since=updated_since, after=cursor)
+        )
+        return OrderPage(orders, after)
 
     # --- Shopify ----------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -22,6 +23,7 @@ from astra.stores.problems import StoreProblem
 log = logging.getLogger(__name__)
 
 ORDER_TOPICS = ("order.created", "order.updated", "order.deleted", "order.restored")
+ORDERS_PAGE = 100  # the most wc/v3 gives in one page
 _WEBHOOK_PAGE = 100
 # A store with more webhooks than this many pages of them is not one to walk through.
 _MAX_WEBHOOK_PAGES = 20
@@ -63,6 +65,30 @@ class WooCommerceApi:
     async def check(self) -> None:
         """The cheapest authenticated read: one order."""
         await self._call("GET", "/wc/v3/orders", params={"per_page": "1"})
+
+    async def orders_page(
+        self, *, modified_after: datetime | None, page: int
+    ) -> tuple[list[dict[str, Any]], int | None, int | None]:
+        """One page of orders, oldest change first (the same shape their webhooks send), the
+        next page's number, and how many orders there are in all."""
+        params = {
+            "per_page": str(ORDERS_PAGE),
+            "page": str(page),
+            "orderby": "modified",
+            "order": "asc",
+            "dates_are_gmt": "true",
+        }
+        if modified_after is not None:
+            params["modified_after"] = (
+                modified_after.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds")
+            )
+        response = await self._call("GET", "/wc/v3/orders", params=params)
+        orders = response.json()
+        if not isinstance(orders, list) or not all(isinstance(o, dict) for o in orders):
+            raise self._unexpected(response, "orders")
+        total, pages = (response.headers.get(h, "") for h in ("x-wp-total", "x-wp-totalpages"))
+        next_page = page + 1 if pages.isdigit() and page < int(pages) else None
+        return orders, next_page, int(total) if total.isdigit() else None
 
     async def webhooks(self) -> list[Webhook]:
         found: list[Webhook] = []

@@ -113,6 +113,8 @@ class SimulatedWooCommerce(SimulatedStore):
         self.pretty_permalinks = pretty_permalinks
         # False: plain WordPress, no WooCommerce routes.
         self.woocommerce_active = True
+        # False: a security plugin closes the REST index to visitors.
+        self.index_open = True
         self.keys: list[Key] = []
         self.webhooks: dict[int, Webhook] = {}
         self._next_webhook = 14
@@ -257,6 +259,8 @@ class SimulatedWooCommerce(SimulatedStore):
     async def _rest(self, request: Request, route: str) -> Response:
         method = request.method
         if route == "/":
+            if not self.index_open:
+                raise RestError("rest_not_logged_in", "You are not currently logged in.", 401)
             return JSONResponse(self._index())
         key = None
         if route.startswith("/wc/"):

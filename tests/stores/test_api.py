@@ -3,6 +3,8 @@ renewal, idempotent webhook set-up, live states, removal, and the problems on th
 
 from __future__ import annotations
 
+import base64
+import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -337,3 +339,52 @@ async def test_a_store_resolving_to_loopback_is_refused_through_the_facade(
             await store.check()
     assert caught.value.problem == "refused_address"
     assert shop.token_requests == 0
+
+
+async def test_no_secret_reaches_a_log_line_or_a_message(
+    store_server: StoreServer,
+    shop: SimulatedShopify,
+    woo: SimulatedWooCommerce,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    app = shop.install_app()
+    key = woo.add_key()
+    problems: list[StoreProblem] = []
+    async with StoreApi(store_server.settings(), shop.domain, app_credentials(app)) as store:
+        await store.register_webhooks(ADDRESS, SECRET)
+        await store.webhook_states(ADDRESS)
+        token = store.token
+    async with StoreApi(store_server.settings(), woo.domain, woo_credentials(key)) as store:
+        await store.register_webhooks(ADDRESS, SECRET)
+    wrong = [
+        ShopifyAppCredentials(app.client_id or "", app.client_secret + "x"),
+        ShopifyLegacyCredentials(app.client_secret),
+    ]
+    for credentials in wrong:
+        async with StoreApi(store_server.settings(), shop.domain, credentials) as store:
+            with pytest.raises(StoreProblem) as caught:
+                await store.check()
+            problems.append(caught.value)
+    async with StoreApi(
+        store_server.settings(), woo.domain, WooCommerceCredentials(key.consumer_key, "cs_wrong")
+    ) as store:
+        with pytest.raises(StoreProblem) as caught:
+            await store.check()
+        problems.append(caught.value)
+    assert token is not None
+    basic = base64.b64encode(f"{key.consumer_key}:{key.consumer_secret}".encode()).decode()
+    secrets = [
+        app.client_secret,
+        token.value,
+        key.consumer_key,
+        key.consumer_secret,
+        basic,
+        SECRET,
+        "cs_wrong",
+    ]
+    logged = [str(record.__dict__) for record in caplog.records]
+    assert any("store call" in line for line in logged)  # the calls were logged
+    for secret in secrets:
+        assert not any(secret in line for line in logged), secret
+        assert not any(secret in problem.message for problem in problems), secret

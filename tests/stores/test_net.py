@@ -42,6 +42,12 @@ async def must_not_resolve(host: str, port: int) -> Sequence[str]:
     raise AssertionError("the operator's URL is called as configured, without a lookup")
 
 
+async def problem_of(http: StoreHttp, path: str = "/wp-json/") -> StoreProblem:
+    with pytest.raises(StoreProblem) as caught:
+        await http.request("GET", path)
+    return caught.value
+
+
 def default_url_settings(server: StoreServer) -> Settings:
     """Calls to the store's own name, as with the default https://{domain}, on the test
     server's port (nothing listens on 443 here), trusting the test CA."""
@@ -95,10 +101,9 @@ async def test_a_domain_resolving_to_a_private_address_is_refused_before_any_cal
     store = store_server.add(EchoStore(fresh_domain("shop{}.example.com")))
     settings = default_url_settings(store_server)
     async with StoreHttp(settings, store.domain, resolver=resolving_to(*addresses)) as http:
-        with pytest.raises(StoreProblem) as caught:
-            await http.request("GET", "/wp-json/")
-    assert caught.value.problem == "refused_address"
-    assert "public internet" in caught.value.message
+        problem = await problem_of(http)
+    assert problem.problem == "refused_address"
+    assert "public internet" in problem.message
     assert store.calls == []
 
 
@@ -133,10 +138,9 @@ async def test_a_certificate_for_another_name_is_unreachable(
         resolver=resolving_to("127.0.0.1"),
         address_allowed=lambda address: True,
     ) as http:
-        with pytest.raises(StoreProblem) as caught:
-            await http.request("GET", "/wp-json/")
-    assert caught.value.problem == "unreachable"
-    assert "certificate" in caught.value.message
+        problem = await problem_of(http)
+    assert problem.problem == "unreachable"
+    assert "certificate" in problem.message
     assert store.calls == []
 
 
@@ -147,10 +151,9 @@ async def test_a_domain_that_does_not_resolve_is_unreachable(store_server: Store
     async with StoreHttp(
         default_url_settings(store_server), "nowhere.example.com", resolver=no_such_host
     ) as http:
-        with pytest.raises(StoreProblem) as caught:
-            await http.request("GET", "/")
-    assert caught.value.problem == "unreachable"
-    assert "couldn't find nowhere.example.com" in caught.value.message
+        problem = await problem_of(http, "/")
+    assert problem.problem == "unreachable"
+    assert "couldn't find nowhere.example.com" in problem.message
 
 
 async def test_an_operator_url_is_called_without_the_address_check(
@@ -170,10 +173,9 @@ async def test_a_redirect_is_not_followed(
     target = store_server.add(EchoStore(fresh_domain("www.shop{}.example.com")))
     store.redirect_to = f"https://127.0.0.1:{store_server.port}/{target.domain}/wp-json/"
     async with StoreHttp(store_server.settings(), store.domain) as http:
-        with pytest.raises(StoreProblem) as caught:
-            await http.request("GET", "/wp-json/")
-    assert caught.value.problem == "unreachable"
-    assert "redirected Astra's call to 127.0.0.1" in caught.value.message
+        problem = await problem_of(http)
+    assert problem.problem == "unreachable"
+    assert "redirected Astra's call to 127.0.0.1" in problem.message
     assert target.calls == []
 
 
@@ -185,10 +187,9 @@ async def test_an_answer_over_the_size_cap_is_cut(
     async with StoreHttp(settings, store.domain) as http:
         assert (await http.request("GET", "/small")).status == 200
         store.response_padding = 5000
-        with pytest.raises(StoreProblem) as caught:
-            await http.request("GET", "/big")
-    assert caught.value.problem == "store_unavailable"
-    assert "larger answer than Astra accepts" in caught.value.message
+        problem = await problem_of(http, "/big")
+    assert problem.problem == "store_unavailable"
+    assert "larger answer than Astra accepts" in problem.message
 
 
 async def test_a_stalled_store_times_out(
@@ -199,10 +200,9 @@ async def test_a_stalled_store_times_out(
     async with StoreHttp(
         store_server.settings(store_api_timeout_seconds=0.3), store.domain
     ) as http:
-        with pytest.raises(StoreProblem) as caught:
-            await http.request("GET", "/wp-json/")
-    assert caught.value.problem == "timeout"
-    assert "did not answer within 0.3 seconds" in caught.value.message
+        problem = await problem_of(http)
+    assert problem.problem == "timeout"
+    assert "did not answer within 0.3 seconds" in problem.message
 
 
 async def test_a_store_that_is_down_is_unreachable(store_server: StoreServer) -> None:
@@ -211,10 +211,9 @@ async def test_a_store_that_is_down_is_unreachable(store_server: StoreServer) ->
         closed_port = probe.getsockname()[1]
     settings = store_server.settings(store_api_url=f"https://127.0.0.1:{closed_port}/{{domain}}")
     async with StoreHttp(settings, "down.example.com") as http:
-        with pytest.raises(StoreProblem) as caught:
-            await http.request("GET", "/wp-json/")
-    assert caught.value.problem == "unreachable"
-    assert "couldn't connect to down.example.com" in caught.value.message
+        problem = await problem_of(http)
+    assert problem.problem == "unreachable"
+    assert "couldn't connect to down.example.com" in problem.message
 
 
 @pytest.mark.parametrize(

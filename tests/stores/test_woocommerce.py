@@ -49,6 +49,15 @@ async def test_a_working_key_checks_and_the_site_names_itself(
     assert woo.paths == ["/wp-json/", "/wp-json/wc/v3/orders"]
 
 
+async def test_a_site_that_hides_its_rest_index_still_checks(
+    store_server: StoreServer, woo: SimulatedWooCommerce
+) -> None:
+    woo.index_open = False
+    async with api(store_server, woo, woo.add_key("read")) as client:
+        assert await client.site_name() is None
+        await client.check()
+
+
 async def test_a_wrong_secret_is_rejected(
     store_server: StoreServer, woo: SimulatedWooCommerce
 ) -> None:

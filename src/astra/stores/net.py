@@ -34,6 +34,8 @@ from astra.settings import Settings, store_host_is_the_domain
 from astra.stores.problems import StoreProblem
 
 log = logging.getLogger(__name__)
+# httpx logs every request's URL, query string included, at INFO; ours says what is safe.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]

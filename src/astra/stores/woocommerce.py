@@ -54,8 +54,11 @@ class WooCommerceApi:
         return self._http.domain
 
     async def site_name(self) -> str | None:
-        """The site's title, from the REST index (no key needed)."""
-        response = await self._call("GET", "/", authenticated=False)
+        """The site's title, from the REST index (no key needed), if the site shows it:
+        security plugins often close the index to visitors."""
+        response = await self._call("GET", "/", authenticated=False, any_status=True)
+        if response.status != 200:
+            return None
         body = response.json()
         name = body.get("name") if isinstance(body, dict) else None
         if not isinstance(name, str) or not name.strip():
@@ -146,6 +149,7 @@ class WooCommerceApi:
         json: Any = None,
         authenticated: bool = True,
         missing_ok: bool = False,
+        any_status: bool = False,
     ) -> StoreResponse:
         auth = self._auth if authenticated else None
         response: StoreResponse | None = None
@@ -160,7 +164,7 @@ class WooCommerceApi:
                 method, "/", params={"rest_route": route, **(params or {})}, json=json, auth=auth
             )
         assert response is not None
-        if response.status in (200, 201) or (missing_ok and response.status == 404):
+        if any_status or response.status in (200, 201) or (missing_ok and response.status == 404):
             if method == "GET" and authenticated:
                 self._has_read = True
             return response

@@ -66,7 +66,15 @@ def test_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestData
         database_url=database_url.render_as_string(hide_password=False),
         data_dir=data_dir,
         # The names the tests' ASGI clients use (base_url=...), and the live servers' own.
-        allowed_hosts=["testserver", "test", "astra.internal", "internal-host", "127.0.0.1"],
+        allowed_hosts=[
+            "testserver",
+            "test",
+            "astra.internal",
+            "internal-host",
+            "127.0.0.1",
+            # Where the simulated stores deliver in tests/stores (to the in-process app).
+            "astra.example.com",
+        ],
     )
     migrate.upgrade(settings)
     yield TestDatabase(settings=settings, owner_url=database_url)

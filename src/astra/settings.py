@@ -16,6 +16,14 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 # Addresses a server bound to every interface listens on: no request names them as its host.
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # noqa: S104 (names them, binds nothing)
 
+STORE_API_URL_DEFAULT = "https://{domain}"
+
+
+def store_host_is_the_domain(url: str) -> bool:
+    """Whether calls made with the store API URL `url` go to the host a seller names."""
+    authority = url.partition("://")[2]
+    return authority.split("/", 1)[0].split(":", 1)[0] == "{domain}"
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ASTRA_", extra="ignore")
@@ -83,6 +91,24 @@ class Settings(BaseSettings):
         if public:
             hosts.append(public)
         return list(dict.fromkeys(hosts))
+
+    # Calls to the stores' own APIs (astra.stores.net). `{domain}` is replaced by the
+    # integration's domain; while it is the host, calls go only over HTTPS to public
+    # addresses. A fixed host (a proxy, a test store) is called as it is.
+    store_api_url: str = STORE_API_URL_DEFAULT
+    store_api_timeout_seconds: float = 10.0
+    store_api_max_response_bytes: int = 5 * 1024 * 1024
+    # A PEM file of CAs to trust for the stores instead of the system's (a test CA).
+    store_ca_bundle: Path | None = None
+
+    @field_validator("store_api_url")
+    @classmethod
+    def _store_api_url_names_the_domain(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")) or "{domain}" not in value:
+            raise ValueError("must be an http(s) URL containing {domain}")
+        if store_host_is_the_domain(value) and not value.startswith("https://"):
+            raise ValueError("must be https when the store's domain is its host")
+        return value.rstrip("/")
 
     @property
     def session_ttl(self) -> timedelta:

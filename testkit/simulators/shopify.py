@@ -1,0 +1,840 @@
+"""A simulated Shopify store: the client credentials grant, the GraphQL Admin API (validated
+against the schema subset in shopify_schema), cost-based throttling, webhook subscriptions
+and their deliveries, signed as Shopify signs them.
+
+Behaviour follows shopify.dev: tokens from the grant last `token_lifetime` seconds and
+then answer 401; a frozen store answers 402 and a locked one 423; a field the app has no
+scope for is an ACCESS_DENIED error; every answer carries `extensions.cost`; a subscription
+whose deliveries fail 8 times in a row is deleted.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import inspect
+import json
+import re
+import secrets
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, Literal
+from urllib.parse import parse_qsl
+
+import httpx
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLObjectType,
+    GraphQLResolveInfo,
+    GraphQLSchema,
+    InlineFragmentNode,
+    IntValueNode,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    VariableNode,
+    execute,
+    get_named_type,
+    get_operation_ast,
+    parse,
+    validate,
+)
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from testkit.simulators.base import SimOrder, SimulatedStore
+from testkit.simulators.shopify_schema import admin_schema
+
+VERSIONS = frozenset({"2026-01", "2026-04", "2026-07", "2026-10", "2027-01", "unstable"})
+INVALID_TOKEN = "[API] Invalid API key or access token (unrecognized login or wrong password)"  # noqa: S105 - Shopify's error text
+MAX_QUERY_COST = 1000
+MAX_PAGE = 250
+# Consecutive failed deliveries after which Shopify deletes an API-created subscription.
+MAX_FAILURES = 8
+READS_ORDERS = frozenset({"read_orders", "write_orders"})
+STORE_TIMEZONE = timezone(timedelta(hours=-5))
+_GRAPHQL_PATH = re.compile(r"/admin/api/([^/]+)/graphql\.json")
+_QUERY_TERM = re.compile(r"(updated_at|created_at):(>=|<=|>|<)?['\"]?([^'\"\s]+)['\"]?")
+
+_SCHEMA: GraphQLSchema | None = None
+
+
+def schema() -> GraphQLSchema:
+    global _SCHEMA
+    if _SCHEMA is None:
+        _SCHEMA = admin_schema()
+        _bind_resolvers(_SCHEMA)
+    return _SCHEMA
+
+
+@dataclass
+class App:
+    """An app installed on the store: a Dev Dashboard app (client ID and secret, tokens by
+    the client credentials grant) or a legacy custom app (one permanent token)."""
+
+    key: str
+    secret: str  # signs the app's webhook deliveries
+    scopes: list[str]
+    client_id: str | None = None
+    legacy_token: str | None = None
+    installed: bool = True
+    same_organization: bool = True
+    # Approved for protected customer data (which order webhooks carry).
+    protected_data: bool = True
+
+    @property
+    def client_secret(self) -> str:
+        return self.secret
+
+
+@dataclass
+class Token:
+    app: App
+    expires_at: datetime | None
+
+
+@dataclass
+class Subscription:
+    number: int
+    app: App
+    topic: str  # GraphQL enum, ORDERS_CREATE
+    uri: str
+    format: str
+    api_version: str
+    created_at: datetime
+    failures: int = 0
+
+    @property
+    def gid(self) -> str:
+        return f"gid://shopify/WebhookSubscription/{self.number}"
+
+
+@dataclass
+class Attempt:
+    subscription: Subscription
+    status: int | None  # None: no answer at all
+    removed: bool = False
+
+
+@dataclass
+class _Pending:
+    subscription: Subscription
+    topic: str
+    body: bytes
+    webhook_id: str
+    event_id: str
+    triggered_at: datetime
+
+
+@dataclass
+class _Context:
+    store: SimulatedShopify
+    app: App
+    version: str
+
+
+class SimulatedShopify(SimulatedStore):
+    def __init__(
+        self,
+        domain: str,
+        *,
+        name: str = "Simulated Shop",
+        seed: int = 1,
+        order_count: int = 5,
+    ) -> None:
+        super().__init__(domain, seed=seed, order_count=order_count, first_order_id=5_523_094_000)
+        self.name = name
+        self.state: Literal["active", "frozen", "locked"] = "active"
+        # What `shop.myshopifyDomain` says; differs from `domain` for a store answering
+        # under an address that isn't its own.
+        self.myshopify_domain = domain
+        self.token_lifetime = 86_399
+        self.apps: list[App] = []
+        self.tokens: dict[str, Token] = {}
+        self.subscriptions: dict[int, Subscription] = {}
+        self._next_subscription = 1
+        self.pending: list[_Pending] = []
+        # The cost bucket (standard plan figures).
+        self.maximum_available = 2000.0
+        self.restore_rate = 100.0
+        self.currently_available = self.maximum_available
+        self._bucket_checked = self.now()
+        self.requests: list[str] = []  # the GraphQL operations received, by name
+        self.token_requests = 0
+
+    # --- set-up knobs -----------------------------------------------------------------
+
+    def install_app(
+        self,
+        scopes: Iterable[str] = ("read_orders",),
+        *,
+        installed: bool = True,
+        same_organization: bool = True,
+        protected_data: bool = True,
+    ) -> App:
+        """A Dev Dashboard app installed on this store (or, with `installed=False`, made but
+        not installed; with `same_organization=False`, from an organization that doesn't
+        own the store)."""
+        client_id = secrets.token_hex(16)
+        app = App(
+            key=client_id,
+            secret="shpss_" + secrets.token_hex(16),
+            scopes=list(scopes),
+            client_id=client_id,
+            installed=installed,
+            same_organization=same_organization,
+            protected_data=protected_data,
+        )
+        self.apps.append(app)
+        return app
+
+    def install_legacy_app(self, scopes: Iterable[str] = ("read_orders",)) -> App:
+        """A custom app made in the store's admin before 2026: a permanent token."""
+        token = "shpat_" + secrets.token_hex(16)
+        app = App(key=token, secret=secrets.token_hex(16), scopes=list(scopes), legacy_token=token)
+        self.apps.append(app)
+        self.tokens[token] = Token(app, None)
+        return app
+
+    def expire_tokens(self) -> None:
+        """Every token from the grant expires now (legacy tokens never do)."""
+        for token in self.tokens.values():
+            if token.expires_at is not None:
+                token.expires_at = self.now()
+
+    def drain_throttle(self, available: float = 0.0) -> None:
+        self._refill()
+        self.currently_available = available
+
+    def subscriptions_of(self, app: App) -> list[Subscription]:
+        return [sub for sub in self.subscriptions.values() if sub.app is app]
+
+    # --- deliveries -------------------------------------------------------------------
+
+    async def fire(self, topic: str, order: SimOrder) -> list[Attempt]:
+        """Deliver `topic` (orders/create, ...) for `order` to every subscription to it, once.
+        Failed deliveries wait in `pending` for `retry_failed`."""
+        enum = topic.upper().replace("/", "_")
+        payload = {"id": order.id} if topic == "orders/delete" else rest_order(order)
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        event_id = str(uuid.uuid4())
+        attempts = []
+        for sub in list(self.subscriptions.values()):
+            if sub.topic == enum:
+                pending = _Pending(sub, topic, body, str(uuid.uuid4()), event_id, self.now())
+                attempts.append(await self._attempt(pending))
+        return attempts
+
+    async def retry_failed(self) -> list[Attempt]:
+        """The next retry of every failed delivery (Shopify spaces them over 4 hours)."""
+        waiting, self.pending = self.pending, []
+        return [
+            await self._attempt(item)
+            for item in waiting
+            if item.subscription.number in self.subscriptions
+        ]
+
+    async def exhaust_retries(self) -> list[Attempt]:
+        """Retry until every failed delivery got through or its subscription was deleted."""
+        attempts: list[Attempt] = []
+        for _ in range(MAX_FAILURES):
+            attempts += await self.retry_failed()
+        return attempts
+
+    async def _attempt(self, pending: _Pending) -> Attempt:
+        sub = pending.subscription
+        moment = pending.triggered_at
+        headers = {
+            "Content-Type": "application/json",
+            "X-Shopify-Topic": pending.topic,
+            "X-Shopify-Hmac-Sha256": base64.b64encode(
+                hmac.new(sub.app.secret.encode(), pending.body, hashlib.sha256).digest()
+            ).decode(),
+            "X-Shopify-Shop-Domain": self.myshopify_domain,
+            "X-Shopify-API-Version": sub.api_version,
+            "X-Shopify-Webhook-Id": pending.webhook_id,
+            "X-Shopify-Event-Id": pending.event_id,
+            "X-Shopify-Triggered-At": f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond:06d}000Z",
+        }
+        status: int | None
+        try:
+            response = await self.delivery_client.post(
+                sub.uri,
+                content=pending.body,
+                headers=headers,
+                timeout=httpx.Timeout(5.0, connect=1.0),
+                follow_redirects=False,
+            )
+            status = response.status_code
+        except httpx.HTTPError:
+            status = None
+        # Anything but a 2xx is a failure, redirects included.
+        if status is not None and 200 <= status < 300:
+            sub.failures = 0
+            return Attempt(sub, status)
+        sub.failures += 1
+        if sub.failures >= MAX_FAILURES:
+            del self.subscriptions[sub.number]
+            self.pending = [item for item in self.pending if item.subscription is not sub]
+            return Attempt(sub, status, removed=True)
+        self.pending.append(pending)
+        return Attempt(sub, status)
+
+    # --- HTTP -------------------------------------------------------------------------
+
+    async def handle(self, request: Request, path: str) -> Response:
+        if path == "/admin/oauth/access_token" and request.method == "POST":
+            return await self._token_exchange(request)
+        match = _GRAPHQL_PATH.fullmatch(path)
+        if match and request.method == "POST" and match.group(1) in VERSIONS:
+            return await self._graphql(request, match.group(1))
+        return JSONResponse({"errors": "Not Found"}, status_code=404)
+
+    async def _token_exchange(self, request: Request) -> Response:
+        self.token_requests += 1
+        if request.headers.get("content-type", "").startswith("application/json"):
+            params = await request.json()
+        else:
+            params = dict(parse_qsl((await request.body()).decode()))
+        if params.get("grant_type") != "client_credentials":
+            return _oauth_error("unsupported_grant_type", "The grant type is not supported.")
+        app = next((a for a in self.apps if a.client_id == params.get("client_id")), None)
+        if app is None or not hmac.compare_digest(
+            app.secret.encode(), str(params.get("client_secret", "")).encode()
+        ):
+            return _oauth_error(
+                "invalid_client",
+                "Client authentication failed due to unknown client, no client "
+                "authentication included, or unsupported authentication method.",
+            )
+        if not app.installed:
+            return _oauth_error(
+                "app_not_installed", "The application is not installed on this shop."
+            )
+        if not app.same_organization:
+            return _oauth_error(
+                "shop_not_permitted",
+                "Client credentials cannot be performed on this shop.",
+            )
+        value = "shpat_" + secrets.token_hex(16)
+        self.tokens[value] = Token(app, self.now() + timedelta(seconds=self.token_lifetime))
+        return JSONResponse(
+            {
+                "access_token": value,
+                "scope": ",".join(app.scopes),
+                "expires_in": self.token_lifetime,
+            }
+        )
+
+    def _app_for(self, request: Request) -> App | None:
+        token = self.tokens.get(request.headers.get("x-shopify-access-token", ""))
+        if token is None or not token.app.installed:
+            return None
+        if token.expires_at is not None and token.expires_at <= self.now():
+            return None
+        return token.app
+
+    async def _graphql(self, request: Request, version: str) -> Response:
+        app = self._app_for(request)
+        if app is None:
+            return JSONResponse({"errors": INVALID_TOKEN}, status_code=401)
+        if self.state == "frozen":
+            return JSONResponse({"errors": "Unavailable Shop"}, status_code=402)
+        if self.state == "locked":
+            return JSONResponse({"errors": "This shop is unavailable"}, status_code=423)
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("query"), str):
+            return JSONResponse(
+                {"errors": {"query": "Required parameter missing or invalid"}}, status_code=400
+            )
+        variables = body.get("variables") or {}
+        try:
+            document = parse(body["query"])
+        except GraphQLError as error:
+            return JSONResponse({"errors": [_formatted(error, "PARSE_ERROR")]})
+        invalid = validate(schema(), document)
+        if invalid:
+            return JSONResponse({"errors": [_formatted(e, "VALIDATION_ERROR") for e in invalid]})
+        operation = get_operation_ast(document, body.get("operationName"))
+        if operation is not None and operation.name is not None:
+            self.requests.append(operation.name.value)
+        cost = query_cost(schema(), document, operation, variables)
+        if cost > MAX_QUERY_COST:
+            return JSONResponse(
+                {
+                    "errors": [
+                        {
+                            "message": f"Query cost is {cost}, which exceeds the single query "
+                            f"max cost limit ({MAX_QUERY_COST}).",
+                            "extensions": {
+                                "code": "MAX_COST_EXCEEDED",
+                                "cost": cost,
+                                "maxCost": MAX_QUERY_COST,
+                            },
+                        }
+                    ]
+                }
+            )
+        self._refill()
+        if cost > self.currently_available:
+            return JSONResponse(
+                {
+                    "errors": [
+                        {
+                            "message": "Throttled",
+                            "extensions": {
+                                "code": "THROTTLED",
+                                "documentation": "https://shopify.dev/api/usage/rate-limits",
+                            },
+                        }
+                    ],
+                    "extensions": {"cost": self._cost(cost, None)},
+                }
+            )
+        self.currently_available -= cost
+        result = execute(
+            schema(),
+            document,
+            context_value=_Context(self, app, version),
+            variable_values=variables,
+            operation_name=body.get("operationName"),
+        )
+        if inspect.isawaitable(result):
+            result = await result
+        answer: dict[str, Any] = {"data": result.data}
+        if result.errors:
+            answer["errors"] = [error.formatted for error in result.errors]
+        answer["extensions"] = {"cost": self._cost(cost, cost)}
+        return JSONResponse(answer)
+
+    def _refill(self) -> None:
+        now = self.now()
+        elapsed = (now - self._bucket_checked).total_seconds()
+        self._bucket_checked = now
+        self.currently_available = min(
+            self.maximum_available, self.currently_available + max(elapsed, 0.0) * self.restore_rate
+        )
+
+    def _cost(self, requested: int, actual: int | None) -> dict[str, Any]:
+        return {
+            "requestedQueryCost": requested,
+            "actualQueryCost": actual,
+            "throttleStatus": {
+                "maximumAvailable": self.maximum_available,
+                "currentlyAvailable": round(self.currently_available, 1),
+                "restoreRate": self.restore_rate,
+            },
+        }
+
+
+def _oauth_error(code: str, description: str) -> Response:
+    return JSONResponse({"error": code, "error_description": description}, status_code=400)
+
+
+def _formatted(error: GraphQLError, code: str) -> dict[str, Any]:
+    formatted = dict(error.formatted)
+    formatted["extensions"] = {**formatted.get("extensions", {}), "code": code}
+    return formatted
+
+
+# --- representations ------------------------------------------------------------------
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def rest_order(order: SimOrder) -> dict[str, Any]:
+    """The order as Shopify's orders/* webhooks send it (the REST shape, trimmed)."""
+
+    def local(moment: datetime) -> str:
+        return moment.astimezone(STORE_TIMEZONE).isoformat(timespec="seconds")
+
+    return {
+        "id": order.id,
+        "admin_graphql_api_id": f"gid://shopify/Order/{order.id}",
+        "name": f"#{order.number}",
+        "order_number": order.number,
+        "number": order.number - 1000,
+        "email": order.email,
+        "created_at": local(order.created_at),
+        "updated_at": local(order.updated_at),
+        "processed_at": local(order.created_at),
+        "currency": order.currency,
+        "total_price": f"{order.total:.2f}",
+        "financial_status": "paid" if order.paid else "pending",
+        "test": False,
+        "line_items": [
+            {
+                "id": order.id + 1,
+                "name": "Linen shirt - M",
+                "quantity": 1,
+                "price": f"{order.total:.2f}",
+            }
+        ],
+    }
+
+
+def graphql_order(order: SimOrder) -> dict[str, Any]:
+    money = {"amount": f"{order.total:.2f}", "currencyCode": order.currency}
+    return {
+        "id": f"gid://shopify/Order/{order.id}",
+        "legacyResourceId": str(order.id),
+        "name": f"#{order.number}",
+        "email": order.email,
+        "createdAt": _utc(order.created_at),
+        "updatedAt": _utc(order.updated_at),
+        "processedAt": _utc(order.created_at),
+        "cancelledAt": None,
+        "closed": False,
+        "test": False,
+        "currencyCode": order.currency,
+        "displayFinancialStatus": "PAID" if order.paid else "PENDING",
+        "totalPriceSet": {"shopMoney": money, "presentmentMoney": money},
+    }
+
+
+def _subscription_node(sub: Subscription) -> dict[str, Any]:
+    return {
+        "id": sub.gid,
+        "legacyResourceId": str(sub.number),
+        "topic": sub.topic,
+        "uri": sub.uri,
+        "format": sub.format,
+        "filter": None,
+        "includeFields": [],
+        "apiVersion": {
+            "handle": sub.api_version,
+            "displayName": sub.api_version,
+            "supported": True,
+        },
+        "createdAt": _utc(sub.created_at),
+        "updatedAt": _utc(sub.created_at),
+    }
+
+
+# --- cost -----------------------------------------------------------------------------
+
+
+def query_cost(
+    schema: GraphQLSchema,
+    document: Any,
+    operation: OperationDefinitionNode | None,
+    variables: dict[str, Any],
+) -> int:
+    """Shopify's calculated query cost: objects 1, scalars and enums 0, a connection 2 plus
+    its page size times one node's cost, every mutation field 10."""
+    if operation is None:
+        return 0
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    if operation.operation == OperationType.MUTATION:
+        return 10 * len(operation.selection_set.selections)
+    root = schema.query_type
+    assert root is not None
+
+    def size(node: FieldNode) -> int:
+        for argument in node.arguments:
+            if argument.name.value in ("first", "last"):
+                value = argument.value
+                if isinstance(value, IntValueNode):
+                    return int(value.value)
+                if isinstance(value, VariableNode):
+                    return int(variables.get(value.name.value) or 0)
+        return 0
+
+    def fields(selection_set: SelectionSetNode | None) -> list[FieldNode]:
+        found: list[FieldNode] = []
+        for selection in selection_set.selections if selection_set else ():
+            if isinstance(selection, FieldNode):
+                found.append(selection)
+            elif isinstance(selection, InlineFragmentNode):
+                found += fields(selection.selection_set)
+            elif isinstance(selection, FragmentSpreadNode):
+                found += fields(fragments[selection.name.value].selection_set)
+        return found
+
+    def cost(parent: GraphQLObjectType, selection_set: SelectionSetNode | None) -> int:
+        total = 0
+        for node in fields(selection_set):
+            if node.name.value.startswith("__"):
+                continue
+            named = get_named_type(parent.fields[node.name.value].type)
+            if not isinstance(named, GraphQLObjectType):
+                continue
+            if named.name.endswith("Connection"):
+                per_node = 0
+                for child in fields(node.selection_set):
+                    if child.name.value == "nodes":
+                        item = get_named_type(named.fields["nodes"].type)
+                        assert isinstance(item, GraphQLObjectType)
+                        per_node = max(per_node, 1 + cost(item, child.selection_set))
+                    elif child.name.value == "edges":
+                        edge = get_named_type(named.fields["edges"].type)
+                        assert isinstance(edge, GraphQLObjectType)
+                        per_node = max(per_node, cost(edge, child.selection_set))
+                total += 2 + size(node) * per_node
+            else:
+                total += 1 + cost(named, node.selection_set)
+        return total
+
+    return cost(root, operation.selection_set)
+
+
+# --- resolvers ------------------------------------------------------------------------
+
+
+def _access_denied(info: GraphQLResolveInfo, scope: str) -> GraphQLError:
+    return GraphQLError(
+        f"Access denied for {info.field_name} field. Required access: `{scope}` access scope.",
+        extensions={
+            "code": "ACCESS_DENIED",
+            "documentation": "https://shopify.dev/api/usage/access-scopes",
+            "requiredAccess": f"`{scope}` access scope.",
+        },
+    )
+
+
+def _connection(
+    items: list[Any],
+    render: Callable[[Any], dict[str, Any]],
+    sort_value: Callable[[Any], Any],
+    kwargs: dict[str, Any],
+) -> dict[str, Any]:
+    """A Relay connection page: cursors carry the sort value, so a cursor stays valid when
+    its item is gone."""
+    first, last = kwargs.get("first"), kwargs.get("last")
+    if (first is None) == (last is None):
+        raise GraphQLError("you must provide one of first or last")
+    count = first if first is not None else last
+    if not 0 <= count <= MAX_PAGE:
+        raise GraphQLError(f"The page size must be between 0 and {MAX_PAGE}.")
+    reverse = bool(kwargs.get("reverse"))
+    ordered = sorted(items, key=sort_value, reverse=reverse)
+    values = [sort_value(item) for item in ordered]
+
+    def position(cursor: str, inclusive: bool) -> int:
+        try:
+            anchor = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        except ValueError as exc:
+            raise GraphQLError("Invalid cursor.") from exc
+        if reverse:
+            return sum(1 for v in values if v > anchor or (inclusive and v == anchor))
+        return sum(1 for v in values if v < anchor or (inclusive and v == anchor))
+
+    start = position(kwargs["after"], True) if kwargs.get("after") else 0
+    end = position(kwargs["before"], False) if kwargs.get("before") else len(ordered)
+    window = list(range(start, end))
+    chosen = window[:count] if first is not None else window[len(window) - count :]
+    edges = [{"cursor": _cursor(values[i]), "node": render(ordered[i])} for i in chosen]
+    return {
+        "edges": edges,
+        "nodes": [edge["node"] for edge in edges],
+        "pageInfo": {
+            "hasNextPage": bool(chosen) and chosen[-1] < len(ordered) - 1,
+            "hasPreviousPage": bool(chosen) and chosen[0] > 0,
+            "startCursor": edges[0]["cursor"] if edges else None,
+            "endCursor": edges[-1]["cursor"] if edges else None,
+        },
+    }
+
+
+def _cursor(value: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode()
+
+
+def _resolve_shop(_root: Any, info: GraphQLResolveInfo) -> dict[str, Any]:
+    store: SimulatedShopify = info.context.store
+    return {
+        "id": "gid://shopify/Shop/60000001",
+        "name": store.name,
+        "myshopifyDomain": store.myshopify_domain,
+        "email": "owner@example.com",
+        "currencyCode": "EUR",
+        "ianaTimezone": "America/New_York",
+    }
+
+
+def _resolve_installation(_root: Any, info: GraphQLResolveInfo) -> dict[str, Any]:
+    app: App = info.context.app
+    return {
+        "id": f"gid://shopify/AppInstallation/{abs(hash(app.key)) % 10**9}",
+        "accessScopes": [{"handle": scope, "description": scope} for scope in app.scopes],
+    }
+
+
+def _resolve_subscriptions(_root: Any, info: GraphQLResolveInfo, **kwargs: Any) -> dict[str, Any]:
+    context: _Context = info.context
+    subs = context.store.subscriptions_of(context.app)
+    if kwargs.get("topics"):
+        subs = [sub for sub in subs if sub.topic in kwargs["topics"]]
+    if kwargs.get("uri") is not None:
+        subs = [sub for sub in subs if sub.uri == kwargs["uri"]]
+    if kwargs.get("format") is not None:
+        subs = [sub for sub in subs if sub.format == kwargs["format"]]
+    key = (
+        (lambda sub: [_utc(sub.created_at), sub.number])
+        if kwargs.get("sortKey") == "CREATED_AT"
+        else (lambda sub: sub.number)
+    )
+    return _connection(subs, _subscription_node, key, kwargs)
+
+
+def _resolve_subscription(_root: Any, info: GraphQLResolveInfo, id: str) -> dict[str, Any] | None:
+    context: _Context = info.context
+    for sub in context.store.subscriptions_of(context.app):
+        if sub.gid == id:
+            return _subscription_node(sub)
+    return None
+
+
+def _visible_orders(info: GraphQLResolveInfo) -> list[SimOrder]:
+    context: _Context = info.context
+    if READS_ORDERS.isdisjoint(context.app.scopes):
+        raise _access_denied(info, "read_orders")
+    orders = list(context.store.orders.values())
+    if "read_all_orders" not in context.app.scopes:
+        # Without read_all_orders an app sees the last 60 days only.
+        horizon = context.store.now() - timedelta(days=60)
+        orders = [order for order in orders if order.created_at >= horizon]
+    return orders
+
+
+_ORDER_SORT: dict[str, Callable[[SimOrder], Any]] = {
+    "ID": lambda order: order.id,
+    "CREATED_AT": lambda order: [_utc(order.created_at), order.id],
+    "PROCESSED_AT": lambda order: [_utc(order.created_at), order.id],
+    "UPDATED_AT": lambda order: [_utc(order.updated_at), order.id],
+    "ORDER_NUMBER": lambda order: order.number,
+    "NUMBER": lambda order: order.number,
+}
+
+
+def _matches(order: SimOrder, query: str | None) -> bool:
+    if not query:
+        return True
+    terms = [term for term in re.split(r"\s+(?:AND\s+)?", query.strip()) if term]
+    for term in terms:
+        match = _QUERY_TERM.fullmatch(term)
+        if match is None:
+            raise ValueError(f"the simulated store does not support the search term {term!r}")
+        moment = order.updated_at if match.group(1) == "updated_at" else order.created_at
+        value = datetime.fromisoformat(match.group(3).replace("Z", "+00:00"))
+        op = match.group(2) or ""
+        if not {
+            ">=": moment >= value,
+            ">": moment > value,
+            "<=": moment <= value,
+            "<": moment < value,
+            "": moment.date() == value.date(),
+        }[op]:
+            return False
+    return True
+
+
+def _resolve_orders(_root: Any, info: GraphQLResolveInfo, **kwargs: Any) -> dict[str, Any]:
+    sort = _ORDER_SORT.get(kwargs.get("sortKey") or "PROCESSED_AT", _ORDER_SORT["ID"])
+    orders = [order for order in _visible_orders(info) if _matches(order, kwargs.get("query"))]
+    return _connection(orders, graphql_order, sort, kwargs)
+
+
+def _resolve_order(_root: Any, info: GraphQLResolveInfo, id: str) -> dict[str, Any] | None:
+    for order in _visible_orders(info):
+        if f"gid://shopify/Order/{order.id}" == id:
+            return graphql_order(order)
+    return None
+
+
+def _user_error(field_path: list[str], message: str) -> dict[str, Any]:
+    return {"field": field_path, "message": message}
+
+
+def _resolve_create(
+    _root: Any, info: GraphQLResolveInfo, topic: str, webhookSubscription: dict[str, Any]
+) -> dict[str, Any]:
+    context: _Context = info.context
+    store, app = context.store, context.app
+    if topic.startswith("ORDERS_"):
+        if READS_ORDERS.isdisjoint(app.scopes):
+            raise _access_denied(info, "read_orders")
+        if not app.protected_data:
+            return {
+                "webhookSubscription": None,
+                "userErrors": [
+                    _user_error(
+                        ["webhookSubscription"],
+                        "This app is not approved to subscribe to webhook topics containing "
+                        "protected customer data.",
+                    )
+                ],
+            }
+    uri = webhookSubscription.get("uri") or webhookSubscription.get("callbackUrl")
+    field_path = ["webhookSubscription", "uri"]
+    if not uri:
+        return {
+            "webhookSubscription": None,
+            "userErrors": [_user_error(field_path, "Address can't be blank")],
+        }
+    if not str(uri).startswith("https://") or len(str(uri)) <= len("https://"):
+        return {
+            "webhookSubscription": None,
+            "userErrors": [_user_error(field_path, "Address protocol is not supported, use https")],
+        }
+    if any(sub.topic == topic and sub.uri == uri for sub in store.subscriptions_of(app)):
+        return {
+            "webhookSubscription": None,
+            "userErrors": [
+                _user_error(field_path, "Address for this topic has already been taken")
+            ],
+        }
+    sub = Subscription(
+        number=store._next_subscription,
+        app=app,
+        topic=topic,
+        uri=str(uri),
+        format=webhookSubscription.get("format") or "JSON",
+        api_version=context.version,
+        created_at=store.now(),
+    )
+    store._next_subscription += 1
+    store.subscriptions[sub.number] = sub
+    return {"webhookSubscription": _subscription_node(sub), "userErrors": []}
+
+
+def _resolve_delete(_root: Any, info: GraphQLResolveInfo, id: str) -> dict[str, Any]:
+    context: _Context = info.context
+    for sub in context.store.subscriptions_of(context.app):
+        if sub.gid == id:
+            del context.store.subscriptions[sub.number]
+            return {"deletedWebhookSubscriptionId": id, "userErrors": []}
+    return {
+        "deletedWebhookSubscriptionId": None,
+        "userErrors": [_user_error(["id"], "Webhook subscription does not exist")],
+    }
+
+
+def _bind_resolvers(schema: GraphQLSchema) -> None:
+    query, mutation = schema.query_type, schema.mutation_type
+    assert query is not None
+    assert mutation is not None
+    for name, resolve in {
+        "shop": _resolve_shop,
+        "currentAppInstallation": _resolve_installation,
+        "webhookSubscriptions": _resolve_subscriptions,
+        "webhookSubscription": _resolve_subscription,
+        "orders": _resolve_orders,
+        "order": _resolve_order,
+    }.items():
+        query.fields[name].resolve = resolve
+    mutation.fields["webhookSubscriptionCreate"].resolve = _resolve_create
+    mutation.fields["webhookSubscriptionDelete"].resolve = _resolve_delete

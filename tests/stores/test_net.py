@@ -1,0 +1,235 @@
+"""Safe outgoing calls: only public addresses with the default URL, the checked address is
+the one connected to (certificate and Host still the store's name), no redirects, a
+deadline and a size cap; each failure a StoreProblem."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Callable, Sequence
+
+import pytest
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from astra.settings import Settings
+from astra.stores.net import Resolver, StoreHttp, is_public_address
+from astra.stores.problems import StoreProblem
+from testkit.simulators.base import SimulatedStore
+from testkit.simulators.server import StoreServer
+
+
+class EchoStore(SimulatedStore):
+    """Answers every call with what it was asked, and counts the calls."""
+
+    def __init__(self, domain: str) -> None:
+        super().__init__(domain, seed=0, order_count=0, first_order_id=1)
+        self.calls: list[str] = []
+
+    async def handle(self, request: Request, path: str) -> Response:
+        self.calls.append(path)
+        return JSONResponse({"path": path, "host": request.headers.get("host")})
+
+
+def resolving_to(*addresses: str) -> Resolver:
+    async def resolve(host: str, port: int) -> Sequence[str]:
+        return list(addresses)
+
+    return resolve
+
+
+async def must_not_resolve(host: str, port: int) -> Sequence[str]:
+    raise AssertionError("the operator's URL is called as configured, without a lookup")
+
+
+async def problem_of(http: StoreHttp, path: str = "/wp-json/") -> StoreProblem:
+    with pytest.raises(StoreProblem) as caught:
+        await http.request("GET", path)
+    return caught.value
+
+
+def default_url_settings(server: StoreServer) -> Settings:
+    """Calls to the store's own name, as with the default https://{domain}, on the test
+    server's port (nothing listens on 443 here), trusting the test CA."""
+    return server.settings(store_api_url=f"https://{{domain}}:{server.port}")
+
+
+NOT_PUBLIC = [
+    "10.1.2.3",
+    "172.16.0.1",
+    "192.168.1.1",
+    "127.0.0.1",
+    "169.254.169.254",
+    "0.0.0.0",  # noqa: S104 - an address to refuse, not to bind
+    "100.64.0.1",
+    "192.0.0.8",
+    "198.18.0.1",
+    "224.0.0.1",
+    "240.0.0.1",
+    "255.255.255.255",
+    "::",
+    "::1",
+    "::ffff:127.0.0.1",
+    "::ffff:10.0.0.1",
+    "fc00::1",
+    "fd12:3456::1",
+    "fe80::1%eth0",
+    "ff02::1",
+    "2001:db8::1",
+    "2002:7f00:1::",  # 6to4 wrapping 127.0.0.1
+    "64:ff9b::a00:1",  # NAT64 of 10.0.0.1
+]
+PUBLIC = ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808"]
+
+
+@pytest.mark.parametrize("address", NOT_PUBLIC)
+def test_non_public_addresses_are_refused(address: str) -> None:
+    assert not is_public_address(ipaddress.ip_address(address))
+
+
+@pytest.mark.parametrize("address", PUBLIC)
+def test_public_addresses_are_allowed(address: str) -> None:
+    assert is_public_address(ipaddress.ip_address(address))
+
+
+@pytest.mark.parametrize(
+    "addresses", [("127.0.0.1",), ("93.184.216.34", "10.0.0.5"), ("::ffff:127.0.0.1",)]
+)
+async def test_a_domain_resolving_to_a_private_address_is_refused_before_any_call(
+    store_server: StoreServer, fresh_domain: Callable[[str], str], addresses: tuple[str, ...]
+) -> None:
+    store = store_server.add(EchoStore(fresh_domain("shop{}.example.com")))
+    settings = default_url_settings(store_server)
+    async with StoreHttp(settings, store.domain, resolver=resolving_to(*addresses)) as http:
+        problem = await problem_of(http)
+    assert problem.problem == "refused_address"
+    assert "public internet" in problem.message
+    assert store.calls == []
+
+
+async def test_the_checked_address_is_connected_to_with_the_store_name_for_tls_and_host(
+    store_server: StoreServer, fresh_domain: Callable[[str], str]
+) -> None:
+    # Nothing resolves the made-up name but the test's resolver, and the server routes by
+    # Host: the call only succeeds if it went to the pinned address while TLS checked the
+    # store's name (the certificate names *.example.com) and Host named the store.
+    store = store_server.add(EchoStore(fresh_domain("shop{}.example.com")))
+    async with StoreHttp(
+        default_url_settings(store_server),
+        store.domain,
+        resolver=resolving_to("127.0.0.1"),
+        address_allowed=lambda address: True,
+    ) as http:
+        response = await http.request("GET", "/wp-json/")
+    assert response.status == 200
+    assert response.json() == {
+        "path": "/wp-json/",
+        "host": f"{store.domain}:{store_server.port}",
+    }
+
+
+async def test_a_certificate_for_another_name_is_unreachable(
+    store_server: StoreServer, fresh_domain: Callable[[str], str]
+) -> None:
+    store = store_server.add(EchoStore(fresh_domain("shop{}.example.net")))
+    async with StoreHttp(
+        default_url_settings(store_server),
+        store.domain,
+        resolver=resolving_to("127.0.0.1"),
+        address_allowed=lambda address: True,
+    ) as http:
+        problem = await problem_of(http)
+    assert problem.problem == "unreachable"
+    assert "certificate" in problem.message
+    assert store.calls == []
+
+
+async def test_a_domain_that_does_not_resolve_is_unreachable(store_server: StoreServer) -> None:
+    async def no_such_host(host: str, port: int) -> Sequence[str]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    async with StoreHttp(
+        default_url_settings(store_server), "nowhere.example.com", resolver=no_such_host
+    ) as http:
+        problem = await problem_of(http, "/")
+    assert problem.problem == "unreachable"
+    assert "couldn't find nowhere.example.com" in problem.message
+
+
+async def test_an_operator_url_is_called_without_the_address_check(
+    store_server: StoreServer, fresh_domain: Callable[[str], str]
+) -> None:
+    store = store_server.add(EchoStore(fresh_domain("shop{}.example.com")))
+    async with StoreHttp(store_server.settings(), store.domain, resolver=must_not_resolve) as http:
+        response = await http.request("GET", "/wp-json/", params={"a": "1"})
+    assert response.status == 200
+    assert store.calls == ["/wp-json/"]
+
+
+async def test_a_redirect_is_not_followed(
+    store_server: StoreServer, fresh_domain: Callable[[str], str]
+) -> None:
+    store = store_server.add(EchoStore(fresh_domain("shop{}.example.com")))
+    target = store_server.add(EchoStore(fresh_domain("www.shop{}.example.com")))
+    store.redirect_to = f"https://127.0.0.1:{store_server.port}/{target.domain}/wp-json/"
+    async with StoreHttp(store_server.settings(), store.domain) as http:
+        problem = await problem_of(http)
+    assert problem.problem == "unreachable"
+    assert "redirected Astra's call to 127.0.0.1" in problem.message
+    assert target.calls == []
+
+
+async def test_an_answer_over_the_size_cap_is_cut(
+    store_server: StoreServer, fresh_domain: Callable[[str], str]
+) -> None:
+    store = store_server.add(EchoStore(fresh_domain("shop{}.example.com")))
+    settings = store_server.settings(store_api_max_response_bytes=4096)
+    async with StoreHttp(settings, store.domain) as http:
+        assert (await http.request("GET", "/small")).status == 200
+        store.response_padding = 5000
+        problem = await problem_of(http, "/big")
+    assert problem.problem == "store_unavailable"
+    assert "larger answer than Astra accepts" in problem.message
+
+
+async def test_a_stalled_store_times_out(
+    store_server: StoreServer, fresh_domain: Callable[[str], str]
+) -> None:
+    store = store_server.add(EchoStore(fresh_domain("shop{}.example.com")))
+    store.stall_seconds = 2.0
+    async with StoreHttp(
+        store_server.settings(store_api_timeout_seconds=0.3), store.domain
+    ) as http:
+        problem = await problem_of(http)
+    assert problem.problem == "timeout"
+    assert "did not answer within 0.3 seconds" in problem.message
+
+
+async def test_a_store_that_is_down_is_unreachable(store_server: StoreServer) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    settings = store_server.settings(store_api_url=f"https://127.0.0.1:{closed_port}/{{domain}}")
+    async with StoreHttp(settings, "down.example.com") as http:
+        problem = await problem_of(http)
+    assert problem.problem == "unreachable"
+    assert "couldn't connect to down.example.com" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("url", "accepted"),
+    [
+        ("https://{domain}", True),
+        ("https://{domain}:8443/shop", True),
+        ("http://127.0.0.1:9000/{domain}", True),
+        ("http://{domain}", False),  # the seller's host, without TLS
+        ("https://127.0.0.1:9000/", False),  # no {domain}
+        ("ftp://{domain}", False),
+    ],
+)
+def test_the_store_api_url_setting(url: str, accepted: bool) -> None:
+    if accepted:
+        assert Settings(store_api_url=url).store_api_url == url
+    else:
+        with pytest.raises(ValueError, match="store_api_url"):
+            Settings(store_api_url=url)

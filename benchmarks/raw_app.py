@@ -26,6 +26,7 @@ from astra.auth import service as auth
 from astra.crypto import decrypt, encrypt
 from astra.db.urls import app_url
 from astra.integrations import service as integrations
+from astra.integrations.api import CONNECTION_FIELDS
 from astra.pagination import decode_cursor, encode_cursor
 from astra.settings import Settings
 from astra.webhooks import service as webhooks
@@ -98,6 +99,7 @@ def _item(row: asyncpg.Record, base: str) -> dict[str, Any]:
     item = dict(row)
     # asyncpg's own UUID type is not one orjson knows.
     item["id"], item["user_id"] = str(row["id"]), str(row["user_id"])
+    item["connection"] = {name: item.pop(column) for column, name in CONNECTION_FIELDS.items()}
     item["webhook_url"] = f"{base}/api/webhooks/order?id={row['id']}"
     return item
 

@@ -7,9 +7,10 @@ embedded server in a temporary data dir, exactly as `make run` would.
 
 from __future__ import annotations
 
+import itertools
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from astra.app import create_app
 from astra.db import migrate
 from astra.db.embedded import embedded_database_url, stop_embedded
 from astra.settings import Settings
+from testkit.simulators.server import StoreServer
 
 PASSWORD = "correct horse battery"
 
@@ -140,9 +142,12 @@ async def make_user(
 
 
 def client_for(app: object) -> httpx.AsyncClient:
+    # An https public URL makes the session cookie Secure: such an app is reached over https.
+    settings = getattr(getattr(app, "state", None), "settings", None)
+    scheme = "https" if settings is not None and settings.secure_cookies else "http"
     return httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),  # type: ignore[arg-type]
-        base_url="http://testserver",
+        base_url=f"{scheme}://testserver",
     )
 
 
@@ -187,3 +192,20 @@ async def admin(
     account = await signed_in(app, owner_engine, "admin@example.com", "admin", password_hash)
     yield account
     await account.client.aclose()
+
+
+@pytest.fixture(scope="session")
+async def store_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[StoreServer]:
+    """Simulated Shopify and WooCommerce stores over real HTTPS on 127.0.0.1, one server for
+    the session; each test adds its own stores under fresh domains."""
+    async with StoreServer.running(tmp_path_factory.mktemp("stores")) as server:
+        yield server
+
+
+_store_numbers = itertools.count(1)
+
+
+@pytest.fixture
+def fresh_domain() -> Callable[[str], str]:
+    """A domain no other test's store uses: the store server is shared by the session."""
+    return lambda pattern: pattern.format(next(_store_numbers))

@@ -21,6 +21,7 @@ from astra.integrations.pages import router as integrations_pages
 from astra.logs import RequestLogMiddleware
 from astra.orders.api import router as orders_router
 from astra.settings import Settings
+from astra.stores.net import resolve_host
 from astra.web.assets import STATIC_PATH, static_files
 from astra.web.security import SecurityHeaders
 from astra.webhooks.api import router as webhooks_router
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.store_resolver = resolve_host
     install_error_handlers(app)
     # Routes are matched in order: the webhook, which every store's every order calls, first.
     app.include_router(webhooks_router)

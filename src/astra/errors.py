@@ -11,6 +11,8 @@ class AstraError(Exception):
     status_code = 400
     # Seconds the client should wait before trying again (sent as Retry-After), if any.
     retry_after: int | None = None
+    # Machine-readable keys the error body carries beside `detail`.
+    extra: dict[str, str] = {}  # noqa: RUF012 (never mutated: instances assign their own)
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)

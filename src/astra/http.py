@@ -102,7 +102,8 @@ async def _astra_error(request: Request, exc: Exception) -> JSONResponse:
         body: Any = [{"loc": loc, "msg": exc.detail, "type": "value_error"}]
         return JSONResponse({"detail": body}, status_code=exc.status_code)
     headers = None if exc.retry_after is None else {"Retry-After": str(exc.retry_after)}
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+    content = {"detail": exc.detail} | exc.extra
+    return JSONResponse(content, status_code=exc.status_code, headers=headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

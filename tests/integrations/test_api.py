@@ -35,7 +35,13 @@ CONTRACT_KEYS = {
     "owner_email",
 }
 # Order statistics other work adds; any other key is a leak until the contract names it.
-OPTIONAL_KEYS = {"order_count", "last_order_at", "has_admin_access_token", "has_credentials"}
+OPTIONAL_KEYS = {
+    "order_count",
+    "last_order_at",
+    "has_admin_access_token",
+    "has_credentials",
+    "connection",
+}
 SECRET_KEYS = {"webhook_secret", "admin_access_token"}
 NOT_SIGNED_IN = {"detail": "Sign in to continue."}
 NOT_YOURS = {"detail": "This integration belongs to another account."}

@@ -10,7 +10,7 @@ their own round trip; everything else acts through `act_as` below.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -57,7 +57,9 @@ class Transaction:
         self._connection: AsyncConnection | None = None
 
     async def execute(
-        self, statement: Executable, parameters: Mapping[str, Any] | None = None
+        self,
+        statement: Executable,
+        parameters: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
     ) -> CursorResult[*tuple[Any, ...]]:
         if self._connection is None:
             connection = await self._engine.connect()

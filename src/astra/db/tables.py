@@ -145,6 +145,8 @@ integrations = Table(
     Column("check_problem", Text),
     Column("check_message", Text),
     Column("shop_name", Text),
+    # The registered webhooks as last seen at the store: the worst one's WebhookStatus.
+    Column("webhooks_status", Text),
     # When working credentials for exactly this store last proved the seller holds it;
     # at most one claim of a store is proven. Another seller's proof supersedes a claim.
     Column("proven_at", DateTime(timezone=True)),

@@ -6,13 +6,15 @@ import uuid
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from astra.auth.deps import CurrentUser
 from astra.db.session import Db
+from astra.db.tables import WebhookStatus
 from astra.http import FastJSONResponse, SettingsDep, error_responses
-from astra.integrations import service
+from astra.integrations import connection, service
 from astra.integrations.schemas import (
+    ConnectionCheckRead,
     DeliveryList,
     DeliveryRead,
     IntegrationCreate,
@@ -20,13 +22,26 @@ from astra.integrations.schemas import (
     IntegrationPage,
     IntegrationRead,
     IntegrationUpdate,
+    RemoteWebhookRead,
     WebhookSecretRead,
     WebhookSecretUpdate,
+    WebhooksRead,
 )
 from astra.integrations.service import IntegrationRow
 from astra.settings import Settings
+from astra.stores.api import RemoteWebhook
+from astra.stores.net import Resolver
 
 router = APIRouter(prefix="/api/integrations", tags=["integrations"])
+
+
+async def _store_resolver(request: Request) -> Resolver:
+    """How store domains are resolved (app.state, so tests can point one at 127.0.0.1)."""
+    resolver: Resolver = request.app.state.store_resolver
+    return resolver
+
+
+StoreResolver = Annotated[Resolver, Depends(_store_resolver)]
 
 
 def webhook_base(request: Request, settings: Settings) -> str:
@@ -36,10 +51,27 @@ def webhook_base(request: Request, settings: Settings) -> str:
     return str(request.base_url).rstrip("/")
 
 
+# The row's connection columns and their names in the JSON's `connection` object.
+CONNECTION_FIELDS = {
+    "checked_at": "checked_at",
+    "check_problem": "problem",
+    "check_message": "message",
+    "shop_name": "shop_name",
+    "webhooks_status": "webhooks",
+    "proven": "proven",
+    "superseded": "superseded",
+}
+
+
+def webhook_url(base: str, integration_id: uuid.UUID) -> str:
+    return f"{base}/api/webhooks/order?id={integration_id}"
+
+
 def to_json(row: IntegrationRow, base: str) -> dict[str, Any]:
     """The integration's JSON (the IntegrationRead shape), built without a model round."""
     item = row._asdict()
-    item["webhook_url"] = f"{base}/api/webhooks/order?id={row.id}"
+    item["connection"] = {name: item.pop(column) for column, name in CONNECTION_FIELDS.items()}
+    item["webhook_url"] = webhook_url(base, row.id)
     return item
 
 
@@ -139,9 +171,94 @@ async def set_webhook_secret(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=error_responses(401, 403, 404, 422),
 )
-async def delete_integration(integration_id: uuid.UUID, db: Db, user: CurrentUser) -> Response:
+async def delete_integration(
+    integration_id: uuid.UUID,
+    db: Db,
+    user: CurrentUser,
+    settings: SettingsDep,
+    resolver: StoreResolver,
+) -> Response:
+    """Also removes the webhooks Astra registered at the store, best effort: a store that
+    cannot be reached never blocks the delete."""
+    await connection.remove_webhooks_quietly(
+        db, user, integration_id, settings=settings, resolver=resolver
+    )
     await service.delete_integration(db, user, integration_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{integration_id}/check", responses=error_responses(401, 403, 404, 422))
+async def check_connection(
+    integration_id: uuid.UUID,
+    db: Db,
+    user: CurrentUser,
+    settings: SettingsDep,
+    resolver: StoreResolver,
+) -> ConnectionCheckRead:
+    """Test the stored credentials against the store itself. Always 200: what went wrong is
+    `problem`, with a sentence saying what to do."""
+    result = await connection.check_connection(
+        db, user, integration_id, settings=settings, resolver=resolver
+    )
+    return ConnectionCheckRead(
+        ok=result.ok,
+        problem=result.problem,
+        message=result.message,
+        shop_name=result.shop_name,
+        checked_at=result.checked_at,
+    )
+
+
+@router.post("/{integration_id}/webhooks", responses=error_responses(401, 403, 404, 409, 422))
+async def set_up_webhooks(
+    integration_id: uuid.UUID,
+    request: Request,
+    db: Db,
+    user: CurrentUser,
+    settings: SettingsDep,
+    resolver: StoreResolver,
+) -> WebhooksRead:
+    """Register the order webhooks at the store (idempotent: a second call creates nothing
+    new, and re-enables a disabled one). 409 with `problem` when the store refuses."""
+    hooks = await connection.set_up_webhooks(
+        db,
+        user,
+        integration_id,
+        address=webhook_url(webhook_base(request, settings), integration_id),
+        settings=settings,
+        resolver=resolver,
+    )
+    return _webhooks(hooks)
+
+
+@router.get("/{integration_id}/webhooks", responses=error_responses(401, 403, 404, 409, 422))
+async def read_webhooks(
+    integration_id: uuid.UUID,
+    request: Request,
+    db: Db,
+    user: CurrentUser,
+    settings: SettingsDep,
+    resolver: StoreResolver,
+) -> WebhooksRead:
+    """The order webhooks as the store has them now: active, disabled or missing."""
+    hooks = await connection.read_webhooks(
+        db,
+        user,
+        integration_id,
+        address=webhook_url(webhook_base(request, settings), integration_id),
+        settings=settings,
+        resolver=resolver,
+    )
+    return _webhooks(hooks)
+
+
+def _webhooks(hooks: list[RemoteWebhook]) -> WebhooksRead:
+    return WebhooksRead(
+        webhooks=[
+            RemoteWebhookRead(topic=h.topic, remote_id=h.remote_id, status=WebhookStatus(h.status))
+            for h in hooks
+        ]
+    )
 
 
 @router.get("/{integration_id}/deliveries", responses=error_responses(401, 403, 404, 422))

@@ -15,7 +15,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from astra.db.tables import CredentialsKind, DeliveryOutcome, Platform
+from astra.db.tables import CredentialsKind, DeliveryOutcome, Platform, WebhookStatus
 from astra.stores.domains import InvalidDomain, validate_domain
 
 # PostgreSQL text cannot hold NUL; refuse it here instead of failing in the database.
@@ -176,6 +176,28 @@ class IntegrationUpdate(BaseModel):
         return value
 
 
+class ConnectionState(BaseModel):
+    """The store's API connection as last checked; all null until the first check."""
+
+    checked_at: datetime | None = None
+    problem: str | None = Field(
+        default=None, description="The last check's problem (null: it worked, or none yet)."
+    )
+    message: str | None = Field(default=None, description="The last check's sentence.")
+    shop_name: str | None = None
+    webhooks: WebhookStatus | None = Field(
+        default=None,
+        description="The registered order webhooks at a glance, as last seen at the store.",
+    )
+    proven: bool = Field(
+        default=False, description="Working credentials proved this store is the seller's."
+    )
+    superseded: bool = Field(
+        default=False,
+        description="Another account proved the store with its own credentials.",
+    )
+
+
 class IntegrationRead(BaseModel):
     id: uuid.UUID
     user_id: uuid.UUID
@@ -197,6 +219,7 @@ class IntegrationRead(BaseModel):
     has_credentials: bool = Field(
         default=False, description="Whether credentials for the store's API are stored."
     )
+    connection: ConnectionState = Field(default_factory=ConnectionState)
 
 
 class IntegrationCreated(IntegrationRead):
@@ -256,3 +279,24 @@ class DeliveryRead(BaseModel):
 
 class DeliveryList(BaseModel):
     items: list[DeliveryRead]
+
+
+class ConnectionCheckRead(BaseModel):
+    ok: bool
+    problem: str | None = Field(
+        description="null, no_credentials, invalid_credentials, wrong_store, missing_scope, "
+        "store_unavailable, unreachable, timeout or refused_address."
+    )
+    message: str = Field(description="What happened, in a sentence a seller can act on.")
+    shop_name: str | None
+    checked_at: datetime
+
+
+class RemoteWebhookRead(BaseModel):
+    topic: str = Field(description="The platform's own topic: orders/create, order.created.")
+    remote_id: str | None = Field(description="The store's id for it; null when missing.")
+    status: WebhookStatus
+
+
+class WebhooksRead(BaseModel):
+    webhooks: list[RemoteWebhookRead]

@@ -69,6 +69,14 @@ PUBLIC_COLUMNS = (
         literal_column(f"'{CredentialsKind.shopify_token.value}'")
     ).label("has_admin_access_token"),
     integrations.c.credentials_kind.is_not(None).label("has_credentials"),
+    # The connection to the store's API, as last checked (the card's health line).
+    integrations.c.checked_at,
+    integrations.c.check_problem,
+    integrations.c.check_message,
+    integrations.c.shop_name,
+    integrations.c.webhooks_status,
+    integrations.c.proven_at.is_not(None).label("proven"),
+    integrations.c.superseded_at.is_not(None).label("superseded"),
 )
 _ORDER_STATS = (
     select(
@@ -107,6 +115,13 @@ class IntegrationRow(NamedTuple):
     updated_at: datetime
     has_admin_access_token: bool
     has_credentials: bool
+    checked_at: datetime | None
+    check_problem: str | None
+    check_message: str | None
+    shop_name: str | None
+    webhooks_status: str | None
+    proven: bool
+    superseded: bool
     owner_email: str
     order_count: int = 0
     last_order_at: datetime | None = None

@@ -39,6 +39,8 @@ ALTER TABLE public.integrations
   ADD COLUMN check_problem text CHECK (char_length(check_problem) <= 40),
   ADD COLUMN check_message text CHECK (char_length(check_message) <= 500),
   ADD COLUMN shop_name text CHECK (char_length(shop_name) <= 300),
+  -- The registered webhooks at a glance, as last seen at the store: the worst of them.
+  ADD COLUMN webhooks_status text CHECK (webhooks_status IN ('active', 'disabled', 'missing')),
   -- When working credentials for exactly this store last proved the seller holds it.
   ADD COLUMN proven_at timestamptz,
   ADD CONSTRAINT integrations_credentials_pair CHECK (
@@ -167,6 +169,7 @@ ALTER TABLE public.integrations
   DROP CONSTRAINT integrations_token_pair,
   DROP CONSTRAINT integrations_credentials_pair,
   DROP COLUMN superseded_at, DROP COLUMN proven_at, DROP COLUMN shop_name,
+  DROP COLUMN webhooks_status,
   DROP COLUMN check_message,
   DROP COLUMN check_problem, DROP COLUMN checked_at, DROP COLUMN access_token_expires_at,
   DROP COLUMN access_token, DROP COLUMN app_client_secret, DROP COLUMN credentials,

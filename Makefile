@@ -34,8 +34,12 @@ lint: install-dev
 typecheck: install-dev
 	$(BIN)/mypy
 
+# Each run's temporary files (and the embedded PostgreSQL data dirs in them) under the
+# checkout: /tmp/pytest-of-<user> is shared with any other pytest run on the machine,
+# which may prune it or tighten its permissions mid-run.
 test: lint typecheck
-	$(BIN)/pytest
+	@mkdir -p .pytest-tmp
+	$(BIN)/pytest --basetemp=.pytest-tmp/embedded
 	@$(MAKE) --no-print-directory check-both-servers
 
 # The suite must hold on the embedded server (above) and on a plain PostgreSQL. The outage
@@ -43,7 +47,7 @@ test: lint typecheck
 check-both-servers:
 	@if [ -z "$$DATABASE_URL" ] && pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then \
 	  echo "Again on PostgreSQL at 127.0.0.1:5432 (all but the browser and outage tests):"; \
-	  DATABASE_URL=$(PG15_URL) $(BIN)/pytest -m "not ui and not reliability" -q; \
+	  DATABASE_URL=$(PG15_URL) $(BIN)/pytest -m "not ui and not reliability" -q --basetemp=.pytest-tmp/pg15; \
 	else echo "No second PostgreSQL at 127.0.0.1:5432; the embedded run above is the one that counts."; fi
 
 # Benchmarks (BENCHMARKS.md): seeds 100,000 stores and 1,000,000 orders, drives the app and
@@ -57,4 +61,4 @@ soak: install-dev
 	$(BIN)/python -m benchmarks.soak $(SOAK_ARGS)
 
 clean:
-	rm -rf $(VENV) .astra .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .astra .pytest_cache .pytest-tmp .mypy_cache .ruff_cache

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -86,6 +87,19 @@ class Transaction:
 async def act_as(db: Transaction, user_id: uuid.UUID) -> None:
     """Act as `user_id` for the rest of this transaction (bind parameter, never formatted)."""
     await db.execute(ACT_AS, {"user_id": user_id})
+
+
+@asynccontextmanager
+async def begin(database: Database) -> AsyncIterator[Transaction]:
+    """A transaction outside any request (a job's): committed when the block ends, rolled
+    back when it raises or is cancelled."""
+    db = Transaction(database.engine)
+    try:
+        yield db
+    except BaseException:
+        await db.end(commit=False)
+        raise
+    await db.end(commit=True)
 
 
 async def transaction(request: Request) -> AsyncIterator[Transaction]:

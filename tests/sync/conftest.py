@@ -72,7 +72,7 @@ async def add_deliveries(
                 text(
                     "INSERT INTO public.webhook_deliveries (integration_id, delivery_id, user_id,"
                     " topic, outcome, body_bytes, received_at) VALUES (:integration_id, :delivery,"
-                    " :user_id, 'order.updated', 'stored', 10, now() - :age)"
+                    " :user_id, 'order.updated', 'stored', 10, now() - CAST(:age AS interval))"
                 ),
                 {
                     "integration_id": integration_id,

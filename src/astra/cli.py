@@ -1,14 +1,16 @@
-"""`astra serve | migrate | user create`."""
+"""`astra serve | worker | migrate | user create`."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import getpass
+import logging.config
 import os
 import secrets
 import sys
+from typing import Annotated
 
+import typer
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -19,33 +21,81 @@ from astra.db.urls import owner_url
 from astra.logs import LOG_CONFIG
 from astra.settings import Settings
 
+# Plain output, as a terminal or a log collector reads it; a traceback never prints local
+# variables (settings hold passwords).
+cli = typer.Typer(
+    name="astra",
+    help="Astra Integrations",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+users = typer.Typer(help="manage accounts", no_args_is_help=True)
+cli.add_typer(users, name="user")
+
+
+ROLES = ("admin", "seller")
+
+
+def _role(value: str) -> str:
+    # argparse's wording, which scripts and tests already match on.
+    if value not in ROLES:
+        raise typer.BadParameter(
+            f"invalid choice: {value!r} (choose from {', '.join(map(repr, ROLES))})"
+        )
+    return value
+
+
+@cli.command(help="migrate, then serve HTTP (and run a queue worker in each process)")
+def serve(
+    host: Annotated[str | None, typer.Option()] = None,
+    port: Annotated[int | None, typer.Option()] = None,
+    workers: Annotated[int, typer.Option(min=1)] = 1,
+    worker: Annotated[
+        bool, typer.Option("--worker/--no-worker", help="run a queue worker in each process")
+    ] = True,
+) -> None:
+    settings = Settings()
+    raise typer.Exit(
+        _serve(settings, host or settings.host, port or settings.port, workers, worker=worker)
+    )
+
+
+@cli.command(help="run queue workers alone (no HTTP), until SIGINT or SIGTERM")
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="jobs run at once [ASTRA_WORKER_CONCURRENCY]")
+    ] = None,
+) -> None:
+    from astra.sync.worker import run_alone
+
+    settings = Settings()
+    logging.config.dictConfig(LOG_CONFIG)
+    migrate.upgrade(settings)
+    asyncio.run(run_alone(settings, concurrency=concurrency or settings.worker_concurrency))
+
+
+@cli.command(name="migrate", help="apply database migrations and exit")
+def migrate_database() -> None:
+    migrate.upgrade(Settings())
+    print("Database is up to date.")
+
+
+@users.command(help="create an account (password from stdin, or prompted for)")
+def create(
+    email: str,
+    role: Annotated[str, typer.Option(metavar="[admin|seller]", callback=_role)] = "seller",
+) -> None:
+    raise typer.Exit(_create_user(Settings(), email, role))
+
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="astra", description="Astra Integrations")
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    serve = commands.add_parser("serve", help="migrate, then serve HTTP")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    serve.add_argument("--workers", type=int, default=1)
-
-    commands.add_parser("migrate", help="apply database migrations and exit")
-
-    user = commands.add_parser("user", help="manage accounts")
-    user_commands = user.add_subparsers(dest="user_command", required=True)
-    create = user_commands.add_parser("create", help="create an account")
-    create.add_argument("email")
-    create.add_argument("--role", choices=["admin", "seller"], default="seller")
-
-    args = parser.parse_args(argv)
-    settings = Settings()
-    if args.command == "migrate":
-        migrate.upgrade(settings)
-        print("Database is up to date.")
-        return 0
-    if args.command == "user":
-        return _create_user(settings, args.email, args.role)
-    return _serve(settings, args.host or settings.host, args.port or settings.port, args.workers)
+    try:
+        cli(args=argv, prog_name="astra")
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else int(done.code is not None)
+    return 0
 
 
 def _read_password() -> str:
@@ -104,7 +154,7 @@ def _user_count(settings: Settings) -> int:
     return asyncio.run(count())
 
 
-def _serve(settings: Settings, host: str, port: int, workers: int) -> int:
+def _serve(settings: Settings, host: str, port: int, workers: int, *, worker: bool) -> int:
     import uvicorn
 
     migrate.upgrade(settings)
@@ -118,6 +168,8 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> int:
             f"    {base.rstrip('/')}/setup?token={token}\n",
             flush=True,
         )
+    # Read by the app's lifespan in every uvicorn process: one queue worker each.
+    os.environ["ASTRA_IN_PROCESS_WORKER"] = "1" if worker else "0"
     uvicorn.run(
         "astra.app:create_app",
         factory=True,

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from astra.db.session import Database
 from astra.db.urls import app_url
-from astra.sync.queue import job_app
+from astra.sync.queue import job_app, open_queue
 from tests.conftest import TestDatabase, make_user
 
 QUEUE_TABLES = (
@@ -38,8 +38,8 @@ async def database(test_database: TestDatabase) -> AsyncIterator[Database]:
 
 @pytest.fixture
 async def jobs(test_database: TestDatabase, database: Database) -> AsyncIterator[procrastinate.App]:
-    app = job_app(test_database.settings, database, max_connections=4)
-    async with app.open_async():
+    app = job_app(test_database.settings, database)
+    async with open_queue(app, test_database.settings, max_connections=4):
         yield app
 
 

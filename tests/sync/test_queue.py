@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from astra.db.urls import APP_ROLE
-from astra.sync.queue import PRUNE_DELIVERIES, connector, defer_exclusive
+from astra.sync.queue import PRUNE_DELIVERIES, connection_pool, defer_exclusive
 from astra.sync.worker import worker_options
 from tests.conftest import TestDatabase
 
@@ -126,26 +126,22 @@ async def test_a_lock_never_runs_two_jobs_at_once(
     assert finished.index("a1") < finished.index("a2")
 
 
-def test_behind_a_pooler_no_statement_is_prepared_and_no_password_is_in_the_conninfo(
+def test_behind_a_pooler_no_statement_is_prepared_and_no_worker_listens(
     test_database: TestDatabase,
 ) -> None:
-    direct = connector(test_database.settings, max_connections=2)
-    pooled = connector(
-        test_database.settings.model_copy(
-            update={"db_pooler_url": "postgresql://127.0.0.1:6432/astra"}
-        ),
-        max_connections=2,
-    )
-    for queue in (direct, pooled):
-        assert queue._pool_args["conninfo"] == ""
-        assert queue._pool_args["kwargs"]["user"] == APP_ROLE
-    assert "prepare_threshold" not in direct._pool_args["kwargs"]
-    assert pooled._pool_args["kwargs"]["prepare_threshold"] is None
-    assert pooled._pool_args["kwargs"]["port"] == 6432
-    assert worker_options(test_database.settings, concurrency=1, name="w")["listen_notify"]
     pooled_settings = test_database.settings.model_copy(
         update={"db_pooler_url": "postgresql://127.0.0.1:6432/astra"}
     )
+    direct = connection_pool(test_database.settings, max_connections=2)
+    pooled = connection_pool(pooled_settings, max_connections=2)
+    for pool in (direct, pooled):
+        # The password only as a keyword, never in a connection string.
+        assert pool.conninfo == ""
+        assert pool.kwargs["user"] == APP_ROLE
+        assert pool.kwargs["password"] == test_database.settings.resolved_app_db_password
+    assert "prepare_threshold" not in direct.kwargs
+    assert (pooled.kwargs["prepare_threshold"], pooled.kwargs["port"]) == (None, 6432)
+    assert worker_options(test_database.settings, concurrency=1, name="w")["listen_notify"]
     assert not worker_options(pooled_settings, concurrency=1, name="w")["listen_notify"]
 
 

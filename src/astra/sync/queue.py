@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import procrastinate
 from procrastinate import exceptions as queue_errors
 from procrastinate.jobs import Job
+from psycopg_pool import AsyncConnectionPool
 
 from astra.db.session import Database
 from astra.db.urls import app_url
@@ -54,12 +57,10 @@ def behind_pooler(settings: Settings) -> bool:
     return settings.db_pooler_url is not None
 
 
-def connector(settings: Settings, *, max_connections: int) -> procrastinate.PsycopgConnector:
-    """psycopg's pool, as the runtime role, to the server or through the pooler (app_url).
-
-    The password goes as a separate keyword, never inside a connection string that could
-    end up in a log line.
-    """
+def connection_pool(settings: Settings, *, max_connections: int) -> AsyncConnectionPool:
+    """psycopg's pool for the queue, as the runtime role, to the server or through the
+    pooler (app_url). The password goes as a keyword of its own, never inside a connection
+    string that could end up in a log line."""
     url = app_url(settings)
     params: dict[str, Any] = {
         key: value for key, value in url.query.items() if key != "prepared_statement_cache_size"
@@ -77,17 +78,40 @@ def connector(settings: Settings, *, max_connections: int) -> procrastinate.Psyc
         # psycopg prepares a statement after its fifth run on a connection; a transaction
         # pooler may hand the next run to a server connection that never saw it.
         params["prepare_threshold"] = None
-    return procrastinate.PsycopgConnector(
-        conninfo="", kwargs=params, min_size=1, max_size=max_connections
+    return AsyncConnectionPool(
+        conninfo="",
+        kwargs=params,
+        min_size=1,
+        max_size=max_connections,
+        open=False,
+        # A connection the server dropped (a restart) is replaced, not handed out.
+        check=AsyncConnectionPool.check_connection,
     )
 
 
-def job_app(
-    settings: Settings, database: Database, *, max_connections: int = 2
-) -> procrastinate.App:
-    """The App with every task registered; `database` is the runtime role's engine the tasks
-    run their own transactions on (astra.sync.owner.acting_for for a seller's rows)."""
-    app = procrastinate.App(connector=connector(settings, max_connections=max_connections))
+@asynccontextmanager
+async def open_queue(
+    app: procrastinate.App, settings: Settings, *, max_connections: int
+) -> AsyncIterator[procrastinate.App]:
+    """Open the App on its own pool, without waiting for a first connection: a process that
+    starts while the database is down still starts, and the queue catches up when it is back
+    (as the app's own pool does)."""
+    pool = connection_pool(settings, max_connections=max_connections)
+    await pool.open(wait=False)
+    try:
+        await app.open_async(pool)
+        yield app
+    finally:
+        await app.close_async()
+        await pool.close()
+
+
+def job_app(settings: Settings, database: Database) -> procrastinate.App:
+    """The App with every task registered, to open with `open_queue`; `database` is the
+    runtime role's engine the tasks run their own transactions on (for a seller's rows,
+    through astra.sync.owner.acting_for)."""
+    # Its pool comes with open_queue; procrastinate never makes one of its own.
+    app = procrastinate.App(connector=procrastinate.PsycopgConnector())
     schedule = Schedule.from_settings(settings)
 
     # Periodic tasks take the tick's `timestamp`; a queueing lock keeps a slow tick from

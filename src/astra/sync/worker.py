@@ -20,7 +20,7 @@ from procrastinate.app import WorkerOptions
 from astra.db.session import Database
 from astra.db.urls import app_url
 from astra.settings import Settings
-from astra.sync.queue import behind_pooler, job_app
+from astra.sync.queue import behind_pooler, job_app, open_queue
 
 logger = logging.getLogger(__name__)
 
@@ -119,9 +119,9 @@ async def run_alone(settings: Settings, *, concurrency: int) -> None:
     """`astra worker`: one worker running `concurrency` jobs at once, until SIGINT or
     SIGTERM (a second one cancels the running jobs without waiting)."""
     database = Database(app_url(settings), pool_size=concurrency, max_overflow=0)
-    app = job_app(settings, database, max_connections=concurrency + QUEUE_CONNECTIONS)
+    app = job_app(settings, database)
     try:
-        async with app.open_async():
+        async with open_queue(app, settings, max_connections=concurrency + QUEUE_CONNECTIONS):
             options = worker_options(settings, concurrency=concurrency, name="worker")
             worker = QueueWorker(app, options)
             stop_requested = asyncio.Event()

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Callable
 
 import procrastinate
 from procrastinate.app import WorkerOptions
@@ -115,11 +116,17 @@ async def stop_in_process() -> None:
         await worker.stop()
 
 
-async def run_alone(settings: Settings, *, concurrency: int) -> None:
+async def run_alone(
+    settings: Settings,
+    *,
+    concurrency: int,
+    build: Callable[[Settings, Database], procrastinate.App] = job_app,
+) -> None:
     """`astra worker`: one worker running `concurrency` jobs at once, until SIGINT or
-    SIGTERM (a second one cancels the running jobs without waiting)."""
+    SIGTERM (a second one cancels the running jobs without waiting). `build` makes the
+    App (tests add tasks of their own to it)."""
     database = Database(app_url(settings), pool_size=concurrency, max_overflow=0)
-    app = job_app(settings, database)
+    app = build(settings, database)
     try:
         async with open_queue(app, settings, max_connections=concurrency + QUEUE_CONNECTIONS):
             options = worker_options(settings, concurrency=concurrency, name="worker")

@@ -17,7 +17,7 @@ from astra.db import migrate
 from astra.db.session import Database
 from astra.logs import LOG_CONFIG
 from astra.settings import Settings
-from astra.sync.queue import HAND_BACK, job_app
+from astra.sync.queue import RETRY_INTERRUPTED, job_app
 from astra.sync.worker import run_alone
 
 HOLD = "testkit.hold"
@@ -26,7 +26,7 @@ HOLD = "testkit.hold"
 def with_hold(settings: Settings, database: Database) -> procrastinate.App:
     app = job_app(settings, database)
 
-    @app.task(name=HOLD, pass_context=True, retry=HAND_BACK)
+    @app.task(name=HOLD, pass_context=True, retry=RETRY_INTERRUPTED)
     async def hold(context: JobContext) -> int:
         if context.job.attempts == 0:
             await asyncio.sleep(3600)

@@ -4,6 +4,7 @@ the runtime role with exactly the rights it needs, and one job per lock."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import procrastinate
 import pytest
@@ -162,3 +163,26 @@ def test_an_even_interval_is_a_cron_line(seconds: int, cron: str) -> None:
     from astra.sync.schedule import cron_every
 
     assert cron_every(seconds) == cron
+
+
+def test_only_interruptions_send_a_job_back() -> None:
+    """A shutdown at once; a dropped database connection after 1, 2, 4, 8, 16 s, then no
+    more; a failure of the job's own is final."""
+    from procrastinate.jobs import Job
+    from sqlalchemy.exc import DBAPIError
+
+    from astra.sync.queue import RETRY_INTERRUPTED
+
+    def decision(exception: BaseException, attempts: int = 0) -> float | None:
+        job = Job(id=1, queue="default", lock=None, queueing_lock=None, task_name="t",
+                  attempts=attempts)  # fmt: skip
+        found = RETRY_INTERRUPTED.get_retry_decision(exception=exception, job=job)
+        if found is None or found.retry_at is None:
+            return None
+        return round((found.retry_at - datetime.now(UTC)).total_seconds())
+
+    dropped = DBAPIError("SELECT 1", None, ConnectionError(), connection_invalidated=True)
+    assert decision(asyncio.CancelledError()) == 0
+    assert [decision(dropped, n) for n in range(6)] == [1, 2, 4, 8, 16, None]
+    assert decision(DBAPIError("SELECT 1", None, ValueError())) is None
+    assert decision(RuntimeError("the job's own bug")) is None

@@ -21,6 +21,7 @@ import procrastinate
 from procrastinate import exceptions as queue_errors
 from procrastinate.jobs import Job
 from psycopg_pool import AsyncConnectionPool
+from sqlalchemy.exc import DBAPIError
 
 from astra.db.session import Database
 from astra.db.urls import app_url
@@ -35,9 +36,11 @@ PRUNE_JOBS = "astra.prune_jobs"
 RETRY_STALLED_JOBS = "astra.retry_stalled_jobs"
 
 
-class BackToQueueOnShutdown(procrastinate.BaseRetryStrategy):
-    """A job cut short because its worker is shutting down goes back to the queue at once,
-    for the next worker; any other failure is final (the job's own code decides retries)."""
+class BackToQueueWhenInterrupted(procrastinate.BaseRetryStrategy):
+    """A job interrupted through no fault of its own goes back to the queue: at once when
+    its worker shuts down, after a short wait when the database dropped its connection (an
+    outage, a failover; the pool opens a fresh one for the next try). Any other failure is
+    final: the job's own code decides what else deserves another attempt."""
 
     def get_retry_decision(
         self, *, exception: BaseException, job: Job
@@ -47,10 +50,18 @@ class BackToQueueOnShutdown(procrastinate.BaseRetryStrategy):
         # job failed instead of retrying it (procrastinate_retry_job_v2).
         if isinstance(exception, asyncio.CancelledError | queue_errors.JobAborted):
             return procrastinate.RetryDecision(retry_in={"seconds": 0})
+        if (
+            isinstance(exception, DBAPIError)
+            and exception.connection_invalidated
+            and job.attempts < DISCONNECT_RETRIES
+        ):
+            return procrastinate.RetryDecision(retry_in={"seconds": 2**job.attempts})
         return None
 
 
-HAND_BACK = BackToQueueOnShutdown()
+# Backing off 1, 2, 4, 8, 16 s: half a minute of outage before a job gives up.
+DISCONNECT_RETRIES = 5
+RETRY_INTERRUPTED = BackToQueueWhenInterrupted()
 
 
 def behind_pooler(settings: Settings) -> bool:
@@ -119,7 +130,7 @@ def job_app(settings: Settings, database: Database) -> procrastinate.App:
     @app.periodic(cron=schedule.prune_deliveries, periodic_id="hourly")
     @app.task(
         name=PRUNE_DELIVERIES, queueing_lock=PRUNE_DELIVERIES, lock=PRUNE_DELIVERIES,
-        retry=HAND_BACK,
+        retry=RETRY_INTERRUPTED,
     )  # fmt: skip
     async def prune_deliveries_task(timestamp: int | None = None) -> int:
         batches = await prune_deliveries(database, retention_days=settings.delivery_retention_days)
@@ -128,7 +139,7 @@ def job_app(settings: Settings, database: Database) -> procrastinate.App:
     # Successful jobs are deleted as they finish (worker option delete_jobs); failed,
     # aborted and cancelled ones stay for inspection as long as the delivery log's rows.
     @app.periodic(cron=schedule.prune_jobs, periodic_id="daily")
-    @app.task(name=PRUNE_JOBS, queueing_lock=PRUNE_JOBS, lock=PRUNE_JOBS, retry=HAND_BACK)
+    @app.task(name=PRUNE_JOBS, queueing_lock=PRUNE_JOBS, lock=PRUNE_JOBS, retry=RETRY_INTERRUPTED)
     async def prune_jobs_task(timestamp: int | None = None) -> None:
         await app.job_manager.delete_old_jobs(
             nb_hours=settings.delivery_retention_days * 24,
@@ -141,7 +152,7 @@ def job_app(settings: Settings, database: Database) -> procrastinate.App:
     # `doing`; once its heartbeat is ASTRA_WORKER_STALLED_SECONDS old, this puts them back.
     # No lock: a recovery job stranded by its own dead worker would hold it forever.
     @app.periodic(cron=schedule.retry_stalled_jobs, periodic_id="stalled")
-    @app.task(name=RETRY_STALLED_JOBS, queueing_lock=RETRY_STALLED_JOBS, retry=HAND_BACK)
+    @app.task(name=RETRY_STALLED_JOBS, queueing_lock=RETRY_STALLED_JOBS, retry=RETRY_INTERRUPTED)
     async def retry_stalled_jobs_task(timestamp: int | None = None) -> int:
         return await retry_stalled_jobs(app, stalled_seconds=settings.worker_stalled_seconds)
 

@@ -3,7 +3,7 @@
 database, so each job runs once wherever it is picked up.
 
 A worker is stopped by cancelling it: running jobs get ASTRA_WORKER_SHUTDOWN_SECONDS to
-finish, then they are cancelled and go back to the queue (BackToQueueOnShutdown) for the
+finish, then they are cancelled and go back to the queue (BackToQueueWhenInterrupted) for the
 next worker. A worker the database drops (an outage) is started again after a pause.
 """
 

@@ -134,6 +134,8 @@ async def test_a_job_of_a_killed_worker_is_picked_up_by_the_next(
             first.kill()
         code = stop(second) if second is not None else None
 
+    # The figure RELIABILITY.md quotes (pytest -s shows it).
+    print(f"\nkilled worker's job done {recovered_in:.1f} s after the next worker started")
     assert code == 0, second_log.read_text()
     lines = log_lines(second_log)
     assert any(

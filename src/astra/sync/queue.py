@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 PRUNE_DELIVERIES = "astra.prune_deliveries"
 PRUNE_JOBS = "astra.prune_jobs"
 RETRY_STALLED_JOBS = "astra.retry_stalled_jobs"
+# How the queue's own connections show in pg_stat_activity, apart from the request pool's.
+QUEUE_APPLICATION_NAME = "astra-queue"
 
 
 class BackToQueueWhenInterrupted(procrastinate.BaseRetryStrategy):
@@ -76,6 +78,7 @@ def connection_pool(settings: Settings, *, max_connections: int) -> AsyncConnect
     params: dict[str, Any] = {
         key: value for key, value in url.query.items() if key != "prepared_statement_cache_size"
     }
+    params["application_name"] = QUEUE_APPLICATION_NAME
     for key, value in {
         "host": url.host,
         "port": url.port,

@@ -194,3 +194,18 @@ def test_only_interruptions_send_a_job_back() -> None:
     assert [decision(dropped, n) for n in range(6)] == [1, 2, 4, 8, 16, None]
     assert decision(DBAPIError("SELECT 1", None, ValueError())) is None
     assert decision(RuntimeError("the job's own bug")) is None
+
+
+async def test_one_in_process_worker_per_process(
+    test_database: TestDatabase, jobs: procrastinate.App, owner_engine: AsyncEngine
+) -> None:
+    from astra.sync.worker import start_in_process, stop_in_process
+
+    start_in_process(jobs, test_database.settings)
+    try:
+        with pytest.raises(RuntimeError, match="already runs its queue worker"):
+            start_in_process(jobs, test_database.settings)
+    finally:
+        await stop_in_process()
+    async with owner_engine.connect() as connection:
+        assert await connection.scalar(text("SELECT count(*) FROM procrastinate_workers")) == 0

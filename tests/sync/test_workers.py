@@ -105,6 +105,11 @@ async def _gone(owner_engine: AsyncEngine, job_id: int) -> bool:
     return await job(owner_engine, job_id) is None
 
 
+async def _running(owner_engine: AsyncEngine, job_id: int) -> bool:
+    state = await job(owner_engine, job_id)
+    return state is not None and state[0] == "doing"
+
+
 async def test_a_job_of_a_killed_worker_is_picked_up_by_the_next(
     test_database: TestDatabase, jobs: procrastinate.App, owner_engine: AsyncEngine, tmp_path: Path
 ) -> None:
@@ -117,12 +122,7 @@ async def test_a_job_of_a_killed_worker_is_picked_up_by_the_next(
     second = None
     try:
         job_id = await jobs.configure_task(HOLD).defer_async()
-
-        async def held() -> bool:
-            state = await job(owner_engine, job_id)
-            return state is not None and state[0] == "doing"
-
-        await eventually(held, within=60)
+        await eventually(lambda: _running(owner_engine, job_id), within=60)
         first.kill()
         first.wait(timeout=10)
         assert (await job(owner_engine, job_id) or ("",))[0] == "doing"
@@ -159,12 +159,7 @@ async def test_a_stopped_worker_hands_its_running_job_back(
     worker = start(HOLDING_WORKER, env, log)
     try:
         job_id = await jobs.configure_task(HOLD).defer_async()
-
-        async def held() -> bool:
-            state = await job(owner_engine, job_id)
-            return state is not None and state[0] == "doing"
-
-        await eventually(held, within=60)
+        await eventually(lambda: _running(owner_engine, job_id), within=60)
     finally:
         code = stop(worker, timeout=20)
 

@@ -91,8 +91,8 @@ async def act_as(db: Transaction, user_id: uuid.UUID) -> None:
 
 @asynccontextmanager
 async def begin(database: Database) -> AsyncIterator[Transaction]:
-    """A transaction outside any request (a job's): committed when the block ends, rolled
-    back when it raises or is cancelled."""
+    """A transaction on `database`, a request's (through `transaction`) or a job's:
+    committed when the block ends, rolled back when it raises or is cancelled."""
     db = Transaction(database.engine)
     try:
         yield db
@@ -108,14 +108,8 @@ async def transaction(request: Request) -> AsyncIterator[Transaction]:
     Used with scope="function": the commit finishes before the response is sent, so a
     2xx always means the work is durable, and a failed commit is an error, not a 2xx.
     """
-    database: Database = request.app.state.db
-    db = Transaction(database.engine)
-    try:
+    async with begin(request.app.state.db) as db:
         yield db
-    except BaseException:
-        await db.end(commit=False)
-        raise
-    await db.end(commit=True)
 
 
 Db = Annotated[Transaction, Depends(transaction, scope="function")]

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from astra.db.urls import APP_ROLE
 from astra.http import DATABASE_DOWN
+from astra.sync.queue import QUEUE_APPLICATION_NAME
 from testkit.harness import (
     Account,
     AppServer,
@@ -186,14 +187,16 @@ def rss_mb(pid: int) -> float:
 
 
 async def app_connections(engine: AsyncEngine) -> Counter[str]:
-    """The app role's connections by state (active, idle, idle in transaction...)."""
+    """The app role's request-pool connections by state (active, idle, idle in
+    transaction...); the job queue's own few (its pool and listener) are not the pool's."""
     async with engine.connect() as connection:
         rows = await connection.execute(
             text(
                 "SELECT coalesce(state, 'starting') AS state, count(*) AS n "
-                "FROM pg_stat_activity WHERE usename = :role GROUP BY 1"
+                "FROM pg_stat_activity WHERE usename = :role "
+                "AND application_name IS DISTINCT FROM :queue GROUP BY 1"
             ),
-            {"role": APP_ROLE},
+            {"role": APP_ROLE, "queue": QUEUE_APPLICATION_NAME},
         )
         return Counter({row.state: row.n for row in rows})
 

@@ -22,6 +22,8 @@ from astra.logs import RequestLogMiddleware
 from astra.orders.api import router as orders_router
 from astra.settings import Settings
 from astra.stores.net import resolve_host
+from astra.sync.queue import job_app, open_queue
+from astra.sync.worker import QUEUE_CONNECTIONS, start_in_process, stop_in_process
 from astra.web.assets import STATIC_PATH, static_files
 from astra.web.security import SecurityHeaders
 from astra.webhooks.api import router as webhooks_router
@@ -39,13 +41,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.db = database
         app.state.sign_in_limits = SignInLimits.from_settings(settings, database.engine)
+        # Routes defer jobs through it; with ASTRA_IN_PROCESS_WORKER (`astra serve`) this
+        # process also runs them, with one worker of its own.
+        worker = settings.in_process_worker
+        jobs = job_app(settings, database)
+        queue_connections = QUEUE_CONNECTIONS + (settings.worker_concurrency if worker else 0)
         # What exists now (modules, routes, models, the pool) lives as long as the
         # process: freezing it keeps the collector's full passes to request garbage
         # (BENCHMARKS.md has the measurement).
         gc.collect()
         gc.freeze()
         try:
-            yield
+            async with open_queue(jobs, settings, max_connections=queue_connections):
+                app.state.jobs = jobs
+                if worker:
+                    start_in_process(jobs, settings)
+                try:
+                    yield
+                finally:
+                    # Its running jobs finish, or go back to the queue, before pools close.
+                    await stop_in_process()
         finally:
             await database.dispose()
             gc.unfreeze()

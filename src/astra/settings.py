@@ -110,6 +110,23 @@ class Settings(BaseSettings):
             raise ValueError("must be https when the store's domain is its host")
         return value.rstrip("/")
 
+    # The job queue (astra.sync). Webhook deliveries older than this leave the delivery log.
+    delivery_retention_days: int = Field(default=30, ge=1)
+    # Each active integration with credentials is reconciled this often.
+    sync_interval_seconds: int = Field(default=900, ge=1)
+    # `astra serve` sets it (unless --no-worker): one queue worker inside each app process.
+    in_process_worker: bool = False
+    # Jobs one worker runs at once (`astra worker --concurrency` overrides).
+    worker_concurrency: int = Field(default=4, ge=1)
+    # How often an idle worker looks for jobs it was not told about: a fallback while
+    # LISTEN/NOTIFY wakes it, the only way behind a transaction pooler (db_pooler_url).
+    worker_poll_seconds: float = Field(default=1.0, gt=0)
+    # A worker silent this long is taken for dead and its jobs are run again elsewhere;
+    # it beats every third of that.
+    worker_stalled_seconds: int = Field(default=30, ge=3)
+    # On shutdown, running jobs get this long to finish; then they go back to the queue.
+    worker_shutdown_seconds: float = Field(default=10.0, ge=0)
+
     @property
     def session_ttl(self) -> timedelta:
         return timedelta(hours=self.session_ttl_hours)

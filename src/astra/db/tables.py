@@ -35,6 +35,18 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 metadata = MetaData()
 
+# The job queue's tables (procrastinate's own schema, migration 0007) are procrastinate's to
+# define and to read: the code reaches them only through procrastinate.
+QUEUE_PREFIX = "procrastinate_"
+
+
+def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """Alembic's filter of what this module describes: everything but the job queue's tables
+    and Alembic's own version table. Used by migrations/env.py and the schema test."""
+    if type_ != "table" or name is None:
+        return True
+    return not (name.startswith(QUEUE_PREFIX) or name == "alembic_version")
+
 
 class Role(StrEnum):
     admin = "admin"
@@ -240,6 +252,8 @@ Index(
     webhook_deliveries.c.integration_id,
     webhook_deliveries.c.received_at.desc(),
 )
+# Retention takes the oldest first, over every seller (app_prune_deliveries).
+Index("webhook_deliveries_received_idx", webhook_deliveries.c.received_at)
 
 # The order webhooks Astra registered at each store, as last seen there.
 store_webhooks = Table(

@@ -230,7 +230,7 @@ CHECKED = {"checked_at": "2026-01-05T10:00:00Z", "message": "Connected to Cups."
             "woocommerce",
             True,
             CHECKED | {"webhooks": "disabled"},
-            ("warn", "WooCommerce disabled the webhook", "reenable", "Re-enable"),
+            ("warn", "Woo disabled the webhook", "reenable", "Re-enable"),
         ),
         (
             "shopify",

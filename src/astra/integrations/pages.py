@@ -52,12 +52,13 @@ PROBLEMS = {
 }
 # What the store has done to a webhook Astra set up: WooCommerce disables one after more
 # than 5 failed deliveries, Shopify deletes one after 8 (setting up again brings it back).
+# "Woo", as DESIGN.md writes it: the line and its action fit on one line of a card.
 REMEDIES = {
     WebhookStatus.disabled: ("reenable", "Re-enable"),
     WebhookStatus.missing: ("reenable", "Set up again"),
 }
 WEBHOOKS = {
-    (Platform.woocommerce, WebhookStatus.disabled): "WooCommerce disabled the webhook",
+    (Platform.woocommerce, WebhookStatus.disabled): "Woo disabled the webhook",
     (Platform.shopify, WebhookStatus.missing): "Shopify removed the webhook",
 }
 

@@ -415,6 +415,44 @@ async def test_credentials_are_checked_as_they_are_typed(
     await expect(save).to_be_enabled()
     await key.fill("ck_short")
     await expect(save).to_be_disabled()
+
+    # What the server still refuses lands under the input it names, or above the form; a
+    # union's other members (missing, not taken) are not the point.
+    store_ui.expect_http_error(422)
+    refusal = {
+        "detail": [
+            {"loc": loc, "msg": msg, "type": kind}
+            for loc, msg, kind in (
+                (
+                    ["body", "credentials", "ShopifyAppCredentials", "consumer_key"],
+                    "No.",
+                    "extra_forbidden",
+                ),
+                (
+                    ["body", "credentials", "WooCommerceCredentials", "consumer_key"],
+                    "Server says no.",
+                    "credential",
+                ),
+            )
+        ]
+    }
+    page = store_ui.page
+    await page.route("**/api/integrations", lambda route: route.fulfill(status=422, json=refusal))
+    await key.fill("ck_" + "1" * 40)
+    await opened.get_by_label("Consumer secret").fill("cs_" + "1" * 40)
+    await save.click()
+    await expect(dialog.locator("#cred-consumer-key-error")).to_have_text("Server says no.")
+    await expect(key).to_be_focused()
+    await expect(save).to_be_disabled()
+    await key.fill("ck_" + "2" * 40)
+    await expect(save).to_be_enabled()
+    whole = {"detail": [{"loc": ["body", "credentials"], "msg": "Not these.", "type": "x"}]}
+    await page.unroute("**/api/integrations")
+    await page.route("**/api/integrations", lambda route: route.fulfill(status=422, json=whole))
+    await save.click()
+    await expect(dialog.locator("#store-alert")).to_have_text("Not these.")
+    await page.unroute("**/api/integrations")
+
     await dialog.locator("summary", has_text=SECTION).click()
     await expect(save).to_be_enabled()
     await save.click()

@@ -201,7 +201,8 @@ export function initCredentials(options) {
     const action = event.target.closest("[data-cred]")?.dataset.cred;
     if (action === "replace") {
       setMode("replace");
-      $(INPUTS[cred.saved][0].id).focus();
+      const [first] = INPUTS[kindFor($("store-platform").value)] ?? [];
+      if (first) $(first.id).focus();
     } else if (action === "remove") {
       buttons.hidden = true;
       confirmBox.hidden = false;

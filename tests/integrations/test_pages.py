@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from astra.integrations.pages import CARDS, NEXT_CURSOR
+from astra.db.tables import Platform
+from astra.integrations.pages import CARDS, NEXT_CURSOR, Health, connection_health, credentials_kind
+from astra.integrations.schemas import ConnectionState, IntegrationRead
 from tests.conftest import Account
 from tests.integrations.test_api import (
     NOT_FOUND,
@@ -162,3 +165,140 @@ async def test_a_bad_cursor_is_422(seller: Account) -> None:
         response = await seller.client.get(CARDS, params=params)
         assert response.status_code == 422, params
         assert response.json()["detail"][0]["loc"] == ["query", "cursor"]
+
+
+# --- the connection's health line ---------------------------------------------------------
+
+
+def read_model(platform: str, **fields: Any) -> IntegrationRead:
+    now = datetime.now(UTC)
+    connection = fields.pop("connection", {})
+    return IntegrationRead(
+        id=uuid.uuid4(),
+        user_id=uuid.uuid4(),
+        owner_email="seller@example.com",
+        name="Cups",
+        type=Platform(platform),
+        domain="cups.example.com",
+        is_active=True,
+        created_at=now,
+        updated_at=now,
+        webhook_url="https://astra.example.com/api/webhooks/order?id=x",
+        connection=ConnectionState.model_validate(connection),
+        **fields,
+    )
+
+
+CHECKED = {"checked_at": "2026-01-05T10:00:00Z", "message": "Connected to Cups."}
+
+
+@pytest.mark.parametrize(
+    ("platform", "credentials", "connection", "line"),
+    [
+        ("woocommerce", False, {}, None),
+        ("woocommerce", False, CHECKED | {"problem": "invalid_credentials"}, None),
+        ("woocommerce", False, {"superseded": True}, ("warn", "Another account proved this store")),
+        ("woocommerce", True, {"superseded": True}, ("warn", "Another account proved this store")),
+        ("shopify", True, {}, ("muted", "Not checked yet")),
+        (
+            "woocommerce",
+            True,
+            CHECKED | {"problem": "invalid_credentials", "webhooks": "active"},
+            ("warn", "Credentials rejected", "edit-credentials", "Edit credentials"),
+        ),
+        (
+            "shopify",
+            True,
+            CHECKED | {"problem": "refused_address"},
+            ("warn", "The store's address isn't public", "edit", "Check the domain"),
+        ),
+        (
+            "shopify",
+            True,
+            CHECKED | {"problem": "timeout"},
+            ("warn", "The store took too long to answer"),
+        ),
+        ("shopify", True, CHECKED | {"problem": "new_one"}, ("warn", "The last check failed")),
+        (
+            "woocommerce",
+            True,
+            CHECKED,
+            ("muted", "Connected · webhooks not set up", "setup", "Set up webhooks"),
+        ),
+        ("shopify", True, CHECKED | {"webhooks": "active"}, ("ok", "Connected · webhooks active")),
+        (
+            "woocommerce",
+            True,
+            CHECKED | {"webhooks": "disabled"},
+            ("warn", "Woo disabled the webhook", "reenable", "Re-enable"),
+        ),
+        (
+            "shopify",
+            True,
+            CHECKED | {"webhooks": "missing"},
+            ("warn", "Shopify removed the webhook", "reenable", "Set up again"),
+        ),
+        (
+            "woocommerce",
+            True,
+            CHECKED | {"webhooks": "missing"},
+            ("warn", "A webhook is missing", "reenable", "Set up again"),
+        ),
+    ],
+)
+def test_the_status_line_follows_the_read_model(
+    platform: str, credentials: bool, connection: dict[str, Any], line: tuple[str, ...] | None
+) -> None:
+    item = read_model(platform, has_credentials=credentials, connection=connection)
+    assert connection_health(item) == (Health(*line) if line else None)
+
+
+@pytest.mark.parametrize(
+    ("platform", "credentials", "token", "kind"),
+    [
+        ("woocommerce", True, False, "woocommerce_key"),
+        ("shopify", True, True, "shopify_token"),
+        ("shopify", True, False, "shopify_app"),
+        ("shopify", False, False, None),
+        ("woocommerce", False, False, None),
+    ],
+)
+def test_which_credentials_are_saved_is_told_from_the_read_model(
+    platform: str, credentials: bool, token: bool, kind: str | None
+) -> None:
+    item = read_model(platform, has_credentials=credentials, has_admin_access_token=token)
+    assert credentials_kind(item) == kind
+
+
+async def test_a_card_with_credentials_says_so_and_never_shows_them(
+    seller: Account, owned: dict[str, Any]
+) -> None:
+    secret = "cs_" + "5" * 40
+    woo = await create(
+        seller.client,
+        name="Cups",
+        domain="cups.example.com",
+        credentials={"consumer_key": "ck_" + "4" * 40, "consumer_secret": secret},
+    )
+    legacy = await create(
+        seller.client,
+        name="Linen",
+        type="shopify",
+        domain="linen.myshopify.com",
+        admin_access_token="shpat_" + "6" * 32,
+    )
+    cards = {
+        created["id"]: (await seller.client.get(f"{CARDS}/{created['id']}")).text
+        for created in (woo, legacy, owned)
+    }
+
+    card = cards[woo["id"]]
+    assert 'data-active="true" data-credentials="woocommerce_key">' in card
+    assert '<p class="card-status" data-tone="muted">Not checked yet</p>' in card
+    assert '<button data-action="test" aria-label="Test connection for Cups">' in card
+    assert secret not in card and "ck_4444" not in card
+    assert 'data-credentials="shopify_token"' in cards[legacy["id"]]
+    assert "shpat_" not in cards[legacy["id"]]
+    # No credentials: the card as it always was.
+    for absent in ("data-credentials", "card-status", 'data-action="test"'):
+        assert absent not in cards[owned["id"]]

@@ -1,5 +1,8 @@
 """Real Chromium against the real app: a live uvicorn server on a free loopback port, one
-browser per session, a fresh context (cookies, clipboard, listeners) per test.
+browser per session, a fresh context (cookies, clipboard, listeners) per test. A second live
+server (`store_ui`) calls the simulated stores (testkit/simulators) and has an https public
+URL, as Shopify's webhooks require; Chromium keeps its Secure cookie on http://127.0.0.1, a
+secure context, so the browser still reaches it there.
 
 Every test also checks, on the way out, that the page logged no console error, raised no
 script error, opened no alert/confirm dialog, and sent no request outside the app's origin.
@@ -13,6 +16,7 @@ import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +27,8 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from astra.app import create_app
+from astra.settings import Settings
+from testkit.simulators.server import StoreServer
 from tests.conftest import PASSWORD, TestDatabase, make_user
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -30,6 +36,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
 SETUP_TOKEN = "ui-test-setup-token"
 DESKTOP = {"width": 1280, "height": 860}
+# Where the stores are told to deliver (the webhook URLs): https, as Shopify requires.
+PUBLIC_URL = "https://astra.example.com"
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +45,20 @@ def live_server(test_database: TestDatabase) -> Iterator[str]:
     settings = test_database.settings.model_copy(
         update={"setup_token": SETUP_TOKEN, "access_log": False}
     )
+    with serving(settings) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def store_live_server(test_database: TestDatabase, store_server: StoreServer) -> Iterator[str]:
+    """The app calling the simulated stores over real HTTPS, public at an https address."""
+    base = test_database.settings.model_copy(update={"access_log": False})
+    with serving(store_server.settings(base, public_url=PUBLIC_URL)) as url:
+        yield url
+
+
+@contextmanager
+def serving(settings: Settings) -> Iterator[str]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -141,10 +163,25 @@ class Session:
 async def ui(
     browser: Browser, live_server: str, request: pytest.FixtureRequest
 ) -> AsyncIterator[Session]:
+    async with browsing(browser, live_server, _slug(request.node.name)) as session:
+        yield session
+
+
+@pytest.fixture
+async def store_ui(
+    browser: Browser, store_live_server: str, request: pytest.FixtureRequest
+) -> AsyncIterator[Session]:
+    """As `ui`, on the live server that calls the simulated stores."""
+    async with browsing(browser, store_live_server, _slug(request.node.name)) as session:
+        yield session
+
+
+@asynccontextmanager
+async def browsing(browser: Browser, live_server: str, name: str) -> AsyncIterator[Session]:
     context = await browser.new_context(viewport=DESKTOP, reduced_motion="reduce")
     await context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server)
     page = await context.new_page()
-    session = Session(live_server, context, page, _slug(request.node.name))
+    session = Session(live_server, context, page, name)
 
     def on_console(message: Any) -> None:
         if message.type == "error":

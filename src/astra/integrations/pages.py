@@ -4,14 +4,16 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from astra.auth.deps import CurrentUser, OptionalUser
 from astra.db.session import Db
+from astra.db.tables import CredentialsKind, Platform, WebhookStatus
 from astra.http import SettingsDep
 from astra.integrations import service
 from astra.integrations.api import to_read, webhook_base
@@ -23,6 +25,86 @@ from astra.web.templating import page_templates, render
 
 router = APIRouter(include_in_schema=False)
 templates = page_templates(Path(__file__).parent / "templates")
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """A card's one status line: its dot's tone, its words, and at most one remedy (a
+    data-action integrations.js handles, and the button's label)."""
+
+    tone: Literal["ok", "warn", "muted"]
+    text: str
+    action: str | None = None
+    label: str | None = None
+
+
+EDIT = ("edit-credentials", "Edit credentials")
+# What the last check found, when it failed: the words, and whether Edit is the remedy
+# (otherwise it is the store's to fix, and "Test connection" tries again).
+PROBLEMS = {
+    "invalid_credentials": ("Credentials rejected", EDIT),
+    "wrong_store": ("Credentials for another store", EDIT),
+    "missing_scope": ("Credentials lack a permission", EDIT),
+    "refused_address": ("The store's address isn't public", ("edit", "Check the domain")),
+    "store_unavailable": ("The store couldn't answer", None),
+    "unreachable": ("Couldn't reach the store", None),
+    "timeout": ("The store took too long to answer", None),
+}
+# What the store has done to a webhook Astra set up: WooCommerce disables one after more
+# than 5 failed deliveries, Shopify deletes one after 8 (setting up again brings it back).
+# "Woo", as DESIGN.md writes it: the line and its action fit on one line of a card.
+REMEDIES = {
+    WebhookStatus.disabled: ("reenable", "Re-enable"),
+    WebhookStatus.missing: ("reenable", "Set up again"),
+}
+WEBHOOKS = {
+    (Platform.woocommerce, WebhookStatus.disabled): "Woo disabled the webhook",
+    (Platform.shopify, WebhookStatus.missing): "Shopify removed the webhook",
+}
+
+
+def _health(
+    tone: Literal["ok", "warn", "muted"], text: str, remedy: tuple[str, str] | None
+) -> Health:
+    return Health(tone, text, *(remedy or (None, None)))
+
+
+def connection_health(item: IntegrationRead) -> Health | None:
+    """The card's status line, from the read model alone; none without credentials (the
+    card stays as it was), unless another account's credentials proved the store."""
+    connection = item.connection
+    if connection.superseded:
+        return Health("warn", "Another account proved this store")
+    if not item.has_credentials:
+        return None
+    if connection.checked_at is None:
+        return Health("muted", "Not checked yet")
+    if connection.problem is not None:
+        text, remedy = PROBLEMS.get(connection.problem, ("The last check failed", None))
+        return _health("warn", text, remedy)
+    if connection.webhooks is None:
+        return Health("muted", "Connected · webhooks not set up", "setup", "Set up webhooks")
+    if connection.webhooks == WebhookStatus.active:
+        return Health("ok", "Connected · webhooks active")
+    status = connection.webhooks
+    text = WEBHOOKS.get((item.type, status), f"A webhook is {status.value}")
+    return _health("warn", text, REMEDIES[status])
+
+
+def credentials_kind(item: IntegrationRead) -> CredentialsKind | None:
+    """Which credentials are stored, told without reading them: they always match the
+    platform, and a Shopify token is what has_admin_access_token says."""
+    if not item.has_credentials:
+        return None
+    if item.type == Platform.woocommerce:
+        return CredentialsKind.woocommerce_key
+    if item.has_admin_access_token:
+        return CredentialsKind.shopify_token
+    return CredentialsKind.shopify_app
+
+
+templates.env.globals["health"] = connection_health
+templates.env.globals["credentials_kind"] = credentials_kind
 
 # The first page matches the API's default; "Show more" fetches the next ones as fragments.
 PAGE_SIZE = 50

@@ -1,6 +1,7 @@
-// /settings/integrations: the add/edit dialog, the success state, delete, "show more"; the
-// edit dialog's tools are in store-tools.js. Changes go through the same JSON API as any
-// other client; the cards are the server's (_card.html), fetched as fragments after each.
+// /settings/integrations: the add/edit dialog, the success state, delete, "show more", the
+// cards' connection actions; the dialog's API section is store-api.js, the edit dialog's
+// tools store-tools.js. Changes go through the same JSON API as any other client; the cards
+// are the server's (_card.html), fetched as fragments after each.
 
 import {
   api,
@@ -21,6 +22,18 @@ import {
   timeAgo,
   toast,
 } from "./ui.js";
+import {
+  connectStore,
+  credentialsBody,
+  credentialsRefused,
+  credentialsSaved,
+  initCredentials,
+  renderCredentials,
+  resetCredentials,
+  showFailure,
+  showLastCheck,
+  submittedCredentials,
+} from "./store-api.js";
 
 const PLATFORMS = {
   shopify: { label: "Shopify", placeholder: "my-shop.myshopify.com" },
@@ -52,6 +65,7 @@ const activeSwitch = $("store-active");
 const saveButton = $("store-save");
 const saveReason = $("store-save-reason");
 const editOnly = form.querySelector(".edit-only");
+const steps = $("store-steps");
 const webhookUrl = $("store-webhook-url");
 const storeOrders = $("store-orders");
 
@@ -62,7 +76,8 @@ const deleteConfirm = deleteDialog.querySelector('[data-action="confirm-delete"]
 const fields = { name: nameInput, type: platformSelect, domain: domainInput };
 
 // What the dialog is doing: creating a store, or editing the one whose id is `editing`.
-const state = { editing: null, touched: new Set(), serverErrors: {}, saving: false };
+// `view` counts what it has shown: steps still running after it moved on report in a toast.
+const state = { editing: null, touched: new Set(), serverErrors: {}, saving: false, view: 0 };
 let pendingDelete = null;
 
 // Cards
@@ -73,8 +88,8 @@ function cardById(id) {
 
 /** The store a card shows, from the data attributes _card.html writes. */
 function storeOf(card) {
-  const { id, type, name, domain, active } = card.dataset;
-  return { id, type, name, domain, is_active: active === "true" };
+  const { id, type, name, domain, active, credentials, webhooks } = card.dataset;
+  return { id, type, name, domain, is_active: active === "true", credentials, webhooks };
 }
 
 function showTimes(root) {
@@ -176,7 +191,9 @@ function render() {
     host && host !== typed.toLowerCase() ? `Will be saved as ${host}.` : DOMAIN_HELP,
   );
   const firstProblem = Object.keys(fields).find((field) => errors[field]);
-  saveButton.disabled = state.saving || Boolean(firstProblem);
+  const credentialsProblem = renderCredentials(platformSelect.value);
+  const busy = state.saving || saveButton.hasAttribute("aria-busy");
+  saveButton.disabled = busy || Boolean(firstProblem || credentialsProblem);
   let reason = "";
   if (firstProblem && !state.saving) {
     // The server refused what was typed: nothing is wrong with it in form, so ask for a change.
@@ -184,6 +201,8 @@ function render() {
       firstProblem in state.serverErrors
         ? `Change the ${LABELS[firstProblem]} to save.`
         : REASONS[firstProblem];
+  } else if (!state.saving) {
+    reason = credentialsProblem;
   }
   saveReason.textContent = reason;
 }
@@ -212,7 +231,10 @@ function showForm(store) {
   state.touched = new Set(store ? Object.keys(fields) : []);
   state.serverErrors = {};
   state.saving = false;
+  state.view += 1;
   showPanel(form);
+  // Steps still running for the store shown before keep their own button no longer.
+  setBusy(saveButton, false);
   title.textContent = store ? "Edit Store" : "Connect a New Store";
   form.querySelector(".dialog-desc").hidden = Boolean(store);
   saveButton.textContent = store ? "Save Changes" : "Save Connection";
@@ -229,6 +251,8 @@ function showForm(store) {
     tool.hidden = tool.dataset.platform !== store?.type;
   }
   showAlert(alertBox, "");
+  steps.hidden = true;
+  resetCredentials(store?.credentials);
   resetCopyButtons(dialog);
   render();
 }
@@ -245,13 +269,18 @@ grid.addEventListener("click", (event) => {
   const button = event.target.closest("button[data-action]");
   if (!button) return;
   const store = storeOf(button.closest("article.card"));
-  if (button.dataset.action === "edit") {
+  const action = button.dataset.action;
+  if (action === "edit" || action === "edit-credentials") {
     showForm(store);
     openDialog(dialog, button);
-    nameInput.focus();
+    // From the card's "Credentials rejected": straight to what needs fixing.
+    const credentials = document.querySelector('[data-cred="replace"]');
+    (action === "edit" ? nameInput : credentials).focus();
     loadStore(store.id);
-  } else if (button.dataset.action === "delete") {
+  } else if (action === "delete") {
     openDelete(store, button);
+  } else {
+    storeAction(action, store, button);
   }
 });
 
@@ -273,6 +302,7 @@ async function loadStore(id) {
   }
   webhookUrl.value = result.data.webhook_url;
   storeOrders.replaceChildren(...ordersLine(cardById(id)));
+  if (result.data.has_credentials) showLastCheck(result.data.connection);
 }
 
 for (const button of document.querySelectorAll('dialog [data-action="close"]')) {
@@ -285,6 +315,10 @@ function applyRefusal(result) {
   // 409: the domain is taken. 422: the field it names. Anything else: above the form.
   if (result.status === 409) {
     state.serverErrors.domain = result.problem;
+  } else if ("credentials" in result.fields) {
+    const sentence = credentialsRefused(result.data?.detail, platformSelect.value);
+    showAlert(alertBox, sentence);
+    return;
   } else {
     for (const [field, message] of Object.entries(result.fields)) {
       if (field in fields) state.serverErrors[field] = message;
@@ -300,26 +334,71 @@ function applyRefusal(result) {
   }
 }
 
-function showSuccess(created) {
+function showSuccess(created, withApi) {
   const platform = PLATFORMS[created.type];
   showPanel(success);
-  $("success-desc").textContent =
-    `“${created.name}” is connected. Add this webhook in your ${platform.label} admin ` +
-    "so Astra receives the store's orders.";
+  state.view += 1;
+  $("success-desc").textContent = withApi
+    ? `“${created.name}” is saved. Astra is checking its credentials, then setting the ` +
+      "webhooks up in your store."
+    : `“${created.name}” is connected. Add this webhook in your ${platform.label} admin ` +
+      "so Astra receives the store's orders.";
   $("success-url").value = created.webhook_url;
   $("success-secret").value = created.webhook_secret;
   $("success-local").hidden = !LOOPBACK.test(new URL(created.webhook_url).hostname);
+  // With the store's API, Astra sets the webhooks up itself: no steps by hand.
   for (const steps of success.querySelectorAll(".steps")) {
-    steps.hidden = steps.dataset.platform !== created.type;
+    steps.hidden = withApi || steps.dataset.platform !== created.type;
   }
+  $("success-steps").hidden = !withApi;
+  $("success-problem").hidden = true;
   resetCopyButtons(success);
   $("success-title").focus();
+}
+
+// The steps run on while the seller copies, closes the dialog or opens another: the card is
+// redrawn when they end, and a toast tells how they went if the dialog moved on.
+const stillShown = (view) => dialog.open && state.view === view;
+const outcome = (name, failure) => `“${name}”: ${failure ? failure.message : DONE}`;
+
+async function connectCreated(created) {
+  const view = state.view;
+  const failure = await connectStore(created.id, $("success-steps"), "connect");
+  await refreshCard(created.id);
+  if (!stillShown(view)) {
+    toast(outcome(created.name, failure));
+    return;
+  }
+  $("success-desc").textContent = failure
+    ? `“${created.name}” is saved, but not connected to the store's API yet.`
+    : `“${created.name}” is connected: its orders arrive as they happen.`;
+  if (failure) showFailure($("success-problem"), failure);
+}
+
+async function connectEdited(id, name) {
+  const view = state.view;
+  setBusy(saveButton, true, "Checking…");
+  const failure = await connectStore(id, steps, "edit");
+  await refreshCard(id);
+  if (!stillShown(view)) {
+    toast(outcome(name, failure));
+    return;
+  }
+  setBusy(saveButton, false);
+  render();
+  if (failure) {
+    showFailure(alertBox, failure);
+    return;
+  }
+  closeDialog(dialog);
+  toast(`Changes saved. ${DONE}`);
 }
 
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
   if (state.saving) return;
   state.touched = new Set(Object.keys(fields));
+  submittedCredentials();
   render();
   if (saveButton.disabled) return;
   // Sent as typed: the server normalises the domain, and says what it refuses.
@@ -330,6 +409,8 @@ form.addEventListener("submit", async (event) => {
   };
   const editing = state.editing;
   if (editing) body.is_active = activeSwitch.checked;
+  const credentials = credentialsBody(platformSelect.value);
+  if (credentials) body.credentials = credentials;
   showAlert(alertBox, "");
   state.saving = true;
   setBusy(saveButton, true, "Saving…");
@@ -346,12 +427,16 @@ form.addEventListener("submit", async (event) => {
     return;
   }
   if (!card.ok) toast(card.problem);
-  if (editing) {
+  credentialsSaved(platformSelect.value);
+  if (editing && credentials) {
+    connectEdited(editing, result.data.name);
+  } else if (editing) {
     closeDialog(dialog);
     toast("Changes saved.");
-    return;
+  } else {
+    showSuccess(result.data, Boolean(credentials));
+    if (credentials) connectCreated(result.data);
   }
-  showSuccess(result.data);
 });
 
 // The edit form's tools (deliveries, a new secret, Shopify's signing key) load on first use.
@@ -422,12 +507,72 @@ dialog.addEventListener("cancel", (event) => {
   if (state.saving) event.preventDefault();
 });
 
+// The cards' connection actions: each asks the store, then the server redraws the card.
+
+const DONE = "Webhooks set up in your store ✓";
+const ACTIONS = {
+  test: ["Testing…", testConnection],
+  reenable: ["Re-enabling…", setUpWebhooks],
+  setup: ["Setting up…", setUpWebhooks],
+};
+
+/** Test the credentials; when they work and Astra set webhooks up, read how they are now. */
+async function testConnection(store) {
+  const check = await api("POST", `/api/integrations/${store.id}/check`);
+  if (!check.ok) return check.problem;
+  if (check.data.ok && store.webhooks) await api("GET", `/api/integrations/${store.id}/webhooks`);
+  return check.data.message;
+}
+
+async function setUpWebhooks(store) {
+  const result = await api("POST", `/api/integrations/${store.id}/webhooks`);
+  return result.ok ? DONE : result.problem;
+}
+
+async function storeAction(action, store, button) {
+  const [busy, run] = ACTIONS[action];
+  setBusy(button, true, busy);
+  const said = await run(store);
+  await refreshCard(store.id);
+  // The card was redrawn: focus goes to its same button (or, the remedy done, to Test
+  // connection), unless the seller moved on meanwhile.
+  const card = cardById(store.id);
+  if (card && [button, document.body].includes(document.activeElement)) {
+    const again = card.querySelector(`[data-action="${action}"]`);
+    (again ?? card.querySelector('[data-action="test"]'))?.focus();
+  }
+  toast(`“${store.name}”: ${said}`);
+}
+
+/** WooCommerce disables a failing webhook and Shopify removes one, telling nobody: on
+ * opening the page, read the state at the store of the webhooks Astra set up, two stores
+ * at a time, and redraw a card whose webhooks changed. */
+async function readWebhooks() {
+  const cards = [...grid.querySelectorAll("article[data-webhooks]")];
+  const next = async () => {
+    for (let card = cards.shift(); card; card = cards.shift()) {
+      const { id, webhooks } = card.dataset;
+      const result = await api("GET", `/api/integrations/${id}/webhooks`);
+      if (result.ok && result.data.webhooks.some((hook) => hook.status !== webhooks)) {
+        await refreshCard(id);
+      }
+    }
+  };
+  await Promise.all([next(), next()]);
+}
+
 // Wiring
 
 const announce = (message) => {
   $("store-live").textContent = message;
 };
 initCopyButtons(dialog, announce);
+initCredentials({
+  changed: render,
+  storeId: () => state.editing,
+  removed: (id) => refreshCard(id),
+});
+readWebhooks();
 restoreFocusOnClose(dialog, focusAfter);
 restoreFocusOnClose(deleteDialog, focusAfter);
 initHeader();

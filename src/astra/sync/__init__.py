@@ -1,0 +1,1 @@
+"""Syncs: importing each store's orders through its API, and their state."""

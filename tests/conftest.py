@@ -7,9 +7,10 @@ embedded server in a temporary data dir, exactly as `make run` would.
 
 from __future__ import annotations
 
+import itertools
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from astra.app import create_app
 from astra.db import migrate
 from astra.db.embedded import embedded_database_url, stop_embedded
 from astra.settings import Settings
+from testkit.simulators.server import StoreServer
 
 PASSWORD = "correct horse battery"
 
@@ -187,3 +189,19 @@ async def admin(
     account = await signed_in(app, owner_engine, "admin@example.com", "admin", password_hash)
     yield account
     await account.client.aclose()
+
+
+_numbers = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+async def store_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[StoreServer]:
+    """Simulated Shopify and WooCommerce stores over HTTPS (tests/stores, tests/sync)."""
+    async with StoreServer.running(tmp_path_factory.mktemp("stores")) as server:
+        yield server
+
+
+@pytest.fixture
+def fresh_domain() -> Callable[[str], str]:
+    """A domain no other test's store uses: the server is shared by the whole session."""
+    return lambda pattern: pattern.format(next(_numbers))

@@ -97,9 +97,11 @@ _VALUES = (
 
 # A page of versions as rows: one array parameter per OrderVersion field, side by side.
 _BATCH_TYPES = {name: Text() if name == "raw" else orders.c[name].type for name in _FIELDS}
-_INCOMING = func.unnest(
-    *(bindparam(name, type_=ARRAY(kind)) for name, kind in _BATCH_TYPES.items())
-).table_valued(*(column(name, kind) for name, kind in _BATCH_TYPES.items()), name="incoming")
+_INCOMING = (
+    func.unnest(*(bindparam(name, type_=ARRAY(kind)) for name, kind in _BATCH_TYPES.items()))
+    .table_valued(*(column(name, kind) for name, kind in _BATCH_TYPES.items()))
+    .render_derived(name="incoming")
+)
 _BATCH_VALUES = (
     *(bindparam(name, type_=orders.c[name].type) for name in _PLAIN[:3]),
     *(_INCOMING.c[name] for name in _PLAIN[3:]),

@@ -21,6 +21,7 @@ from astra.integrations.pages import router as integrations_pages
 from astra.logs import RequestLogMiddleware
 from astra.orders.api import router as orders_router
 from astra.settings import Settings
+from astra.sync.api import router as sync_router
 from astra.web.assets import STATIC_PATH, static_files
 from astra.web.security import SecurityHeaders
 from astra.webhooks.api import router as webhooks_router
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth_router)
     app.include_router(integrations_router)
     app.include_router(orders_router)
+    app.include_router(sync_router)
     app.include_router(auth_pages)
     app.include_router(integrations_pages)
     app.mount(STATIC_PATH, static_files(), name="static")

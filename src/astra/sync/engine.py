@@ -132,9 +132,9 @@ def missed_by_webhook(
     page's orders stored when the page was locked, before the write.
     """
     changed = version.source_updated_at
-    # Stores give their times to the second: a change within the second the integration
-    # was connected counts as after it.
-    if changed is None or changed < connected_at.replace(microsecond=0):
+    # Stores give their times to the second, so a change within the second the integration
+    # was connected may pass for one before it: a miss is claimed only when certain.
+    if changed is None or changed <= connected_at:
         return False
     if created:
         return True

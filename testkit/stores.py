@@ -42,10 +42,14 @@ class SignedIn(Protocol):
     def client(self) -> httpx.AsyncClient: ...
 
 
-async def connect_store(account: SignedIn, platform: str, domain: str) -> Store:
-    response = await account.client.post(
-        "/api/integrations", json={"name": f"{domain} store", "type": platform, "domain": domain}
-    )
+async def connect_store(
+    account: SignedIn, platform: str, domain: str, credentials: dict[str, str] | None = None
+) -> Store:
+    """Connect the store through the API (with its API `credentials`, if given)."""
+    body: dict[str, Any] = {"name": f"{domain} store", "type": platform, "domain": domain}
+    if credentials is not None:
+        body["credentials"] = credentials
+    response = await account.client.post("/api/integrations", json=body)
     assert response.status_code == 201, response.text
     body = response.json()
     return Store(uuid.UUID(body["id"]), platform, body["domain"], body["webhook_secret"])

@@ -22,6 +22,7 @@ from astra.logs import RequestLogMiddleware
 from astra.orders.api import router as orders_router
 from astra.settings import Settings
 from astra.stores.net import resolve_host
+from astra.sync.api import router as sync_router
 from astra.sync.queue import job_app, open_queue
 from astra.sync.worker import QUEUE_CONNECTIONS, start_in_process, stop_in_process
 from astra.web.assets import STATIC_PATH, static_files
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth_router)
     app.include_router(integrations_router)
     app.include_router(orders_router)
+    app.include_router(sync_router)
     app.include_router(auth_pages)
     app.include_router(integrations_pages)
     app.mount(STATIC_PATH, static_files(), name="static")

@@ -1,4 +1,4 @@
-"""`astra serve | worker | migrate | user create | db stop`."""
+"""`astra serve | worker | sync | migrate | user create | db stop`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 import getpass
 import logging.config
 import sys
+import uuid
 from typing import Annotated
 
 import typer
@@ -77,6 +78,49 @@ def worker(
     logging.config.dictConfig(LOG_CONFIG)
     migrate.upgrade(settings)
     asyncio.run(run_alone(settings, concurrency=concurrency or settings.worker_concurrency))
+
+
+@cli.command(help="run one store's sync here, with a progress bar; exit 1 when it fails")
+def sync(
+    integration_id: Annotated[uuid.UUID, typer.Argument(help="the integration's id")],
+) -> None:
+    settings = Settings()
+    migrate.upgrade(settings)
+    raise typer.Exit(asyncio.run(_sync(settings, integration_id)))
+
+
+async def _sync(settings: Settings, integration_id: uuid.UUID) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from astra.db.session import Database
+    from astra.db.urls import app_url
+    from astra.errors import NotFound
+    from astra.sync.engine import run_sync
+    from astra.sync.state import SyncState
+
+    database = Database(app_url(settings), pool_size=2, max_overflow=0)
+    columns = (TextColumn("Importing orders"), BarColumn(), MofNCompleteColumn())
+    try:
+        with Progress(*columns, transient=True) as bar:
+            task = bar.add_task("sync", total=None)
+
+            async def progress(state: SyncState) -> None:
+                bar.update(task, completed=state.imported, total=state.total)
+
+            result = await run_sync(database, settings, integration_id, progress=progress)
+    except NotFound as exc:
+        print(f"error: {exc.detail}", file=sys.stderr)
+        return 1
+    finally:
+        await database.dispose()
+    if result.state == "running":
+        print("error: a sync of this store is running already.", file=sys.stderr)
+        return 1
+    if result.state != "done":
+        print(f"error: the sync failed: {result.error}", file=sys.stderr)
+        return 1
+    print(f"Imported {result.imported} orders; {result.missed_by_webhook} had not come by webhook.")
+    return 0
 
 
 @cli.command(name="migrate", help="apply database migrations and exit")

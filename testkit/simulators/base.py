@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 if TYPE_CHECKING:
     from testkit.simulators.server import StoreServer
@@ -37,20 +37,24 @@ class SimOrder:
     trashed: bool = False
 
 
-def seeded_orders(seed: int, count: int, *, first_id: int, end: datetime) -> list[SimOrder]:
-    """`count` orders spread over the 120 days before `end`, the same for the same seed."""
+def seeded_orders(
+    seed: int, count: int, *, first_id: int, end: datetime, days: int = 120
+) -> list[SimOrder]:
+    """`count` orders spread over the `days` before `end`, the same for the same seed; each
+    changed within three days of being placed, and never after `end`."""
     rng = random.Random(seed)  # noqa: S311 - repeatable test data, not secrets
     orders = []
     order_id = first_id
     for index in range(count):
         order_id += rng.randrange(1, 50)
-        created = end - timedelta(days=120) + timedelta(minutes=rng.randrange(120 * 24 * 60))
+        created = end - timedelta(days=days) + timedelta(minutes=rng.randrange(days * 24 * 60))
+        changed = created + timedelta(minutes=rng.randrange(0, 3 * 24 * 60))
         orders.append(
             SimOrder(
                 id=order_id,
                 number=1001 + index,
                 created_at=created,
-                updated_at=created + timedelta(minutes=rng.randrange(0, 3 * 24 * 60)),
+                updated_at=min(changed, end),
                 total=Decimal(rng.randrange(500, 50000)) / 100,
                 currency="EUR",
                 email=f"buyer{index}@example.com",
@@ -67,11 +71,12 @@ class SimulatedStore(ABC):
         self.stall_seconds = 0.0
         self.redirect_to: str | None = None
         self.response_padding = 0
+        # Answers given before the store's own, one per request: (status, headers).
+        self.busy_answers: list[tuple[int, dict[str, str]]] = []
         self._clock_offset = timedelta()
-        self.orders: dict[int, SimOrder] = {
-            order.id: order
-            for order in seeded_orders(seed, order_count, first_id=first_order_id, end=self.now())
-        }
+        self._first_order_id = first_order_id
+        self.orders: dict[int, SimOrder] = {}
+        self.seed(order_count, seed=seed)
         self._server: StoreServer | None = None
         self._delivery_client: httpx.AsyncClient | None = None
 
@@ -97,6 +102,27 @@ class SimulatedStore(ABC):
     def advance_clock(self, seconds: float) -> None:
         """Let time pass for the store (tokens expire, the throttle bucket refills)."""
         self._clock_offset += timedelta(seconds=seconds)
+
+    def seed(
+        self, count: int, *, seed: int = 1, days: int = 120, ago: timedelta = timedelta()
+    ) -> None:
+        """Replace the orders with `count` seeded ones placed over the `days` before `ago`
+        ago, none changed since."""
+        end = self.now() - ago
+        self.orders = {
+            order.id: order
+            for order in seeded_orders(
+                seed, count, first_id=self._first_order_id, end=end, days=days
+            )
+        }
+
+    def answer_busy(
+        self, status: int = 429, *, times: int = 1, retry_after: str | None = None
+    ) -> None:
+        """Answer the next `times` requests with `status` (and a Retry-After), as a store
+        under load or restarting answers, before serving again."""
+        headers = {} if retry_after is None else {"Retry-After": retry_after}
+        self.busy_answers += [(status, headers)] * times
 
     def add_order(self, **fields: object) -> SimOrder:
         now = self.now()
@@ -124,6 +150,11 @@ class SimulatedStore(ABC):
             await asyncio.sleep(self.stall_seconds)
         if self.redirect_to is not None:
             return Response(status_code=301, headers={"Location": self.redirect_to})
+        if self.busy_answers:
+            status, headers = self.busy_answers.pop(0)
+            return JSONResponse(
+                {"errors": "Too Many Requests"}, status_code=status, headers=headers
+            )
         response = await self.handle(request, path)
         if self.response_padding:
             # Trailing whitespace keeps JSON valid while making it as big as asked.

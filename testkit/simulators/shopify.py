@@ -166,6 +166,8 @@ class SimulatedShopify(SimulatedStore):
         self.currently_available = self.maximum_available
         self._bucket_checked = self.now()
         self.requests: list[str] = []  # the GraphQL operations received, by name
+        # The arguments of every orders page served, in order.
+        self.order_queries: list[dict[str, Any]] = []
         self.token_requests = 0
 
     # --- set-up knobs -----------------------------------------------------------------
@@ -743,6 +745,7 @@ def _matches(order: SimOrder, query: str | None) -> bool:
 
 
 def _resolve_orders(_root: Any, info: GraphQLResolveInfo, **kwargs: Any) -> dict[str, Any]:
+    info.context.store.order_queries.append(kwargs)
     sort = _ORDER_SORT.get(kwargs.get("sortKey") or "PROCESSED_AT", _ORDER_SORT["ID"])
     orders = [order for order in _visible_orders(info) if _matches(order, kwargs.get("query"))]
     return _connection(orders, graphql_order, sort, kwargs)

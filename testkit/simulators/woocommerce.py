@@ -20,9 +20,10 @@ import json
 import math
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qsl
 
 import httpx
@@ -31,6 +32,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from testkit.simulators.base import SimOrder, SimulatedStore
 
+T = TypeVar("T")
 USER_AGENT = "WooCommerce/10.3.0 Hookshot (WordPress/6.8.3)"
 SITE_TIMEZONE = timezone(timedelta(hours=1))
 MAX_FAILURES = 5
@@ -120,6 +122,8 @@ class SimulatedWooCommerce(SimulatedStore):
         self._next_webhook = 14
         self.pings: list[tuple[int, int | None]] = []
         self.paths: list[str] = []  # every path asked for, with the rest_route if any
+        # The query of every order listing served, in order.
+        self.order_queries: list[dict[str, str]] = []
         self._salt = secrets.token_bytes(16)
 
     def add_key(
@@ -310,6 +314,7 @@ class SimulatedWooCommerce(SimulatedStore):
     async def _list_orders(self, request: Request, key: Key | None) -> Response:
         _allowed(key, "woocommerce_rest_cannot_view", "Sorry, you cannot list resources.")
         params = request.query_params
+        self.order_queries.append(dict(params))
         per_page, page = _page_params(params, default=10)
         orders = [order for order in self.orders.values() if not order.trashed]
         gmt = params.get("dates_are_gmt", "false").lower() in ("1", "true")
@@ -335,7 +340,7 @@ class SimulatedWooCommerce(SimulatedStore):
         if sort is None:
             raise _invalid_param("orderby", "orderby is not one of date, id, modified.")
         orders.sort(key=sort, reverse=params.get("order", "desc") == "desc")
-        return self._page(request, [self.rest_order(o) for o in orders], per_page, page)
+        return self._page(request, orders, per_page, page, self.rest_order)
 
     async def _get_order(self, request: Request, key: Key | None, id: int) -> Response:
         _allowed(key, "woocommerce_rest_cannot_view", "Sorry, you cannot view this resource.")
@@ -357,7 +362,7 @@ class SimulatedWooCommerce(SimulatedStore):
             key=lambda h: (h.created, h.id),
             reverse=request.query_params.get("order", "desc") == "desc",
         )
-        return self._page(request, [self._webhook_json(h) for h in hooks], per_page, page)
+        return self._page(request, hooks, per_page, page, self._webhook_json)
 
     async def _create_webhook(self, request: Request, key: Key | None) -> Response:
         _allowed(
@@ -456,13 +461,21 @@ class SimulatedWooCommerce(SimulatedStore):
 
     # --- representations --------------------------------------------------------------
 
-    def _page(self, request: Request, items: list[Any], per_page: int, page: int) -> Response:
+    def _page(
+        self,
+        request: Request,
+        items: list[T],
+        per_page: int,
+        page: int,
+        render: Callable[[T], dict[str, Any]],
+    ) -> Response:
         total = len(items)
         pages = math.ceil(total / per_page) if total else 0
         headers = {"X-WP-Total": str(total), "X-WP-TotalPages": str(pages)}
         if page < pages:
             headers["Link"] = f'<{request.url.include_query_params(page=page + 1)}>; rel="next"'
-        return JSONResponse(items[(page - 1) * per_page : page * per_page], headers=headers)
+        shown = items[(page - 1) * per_page : page * per_page]
+        return JSONResponse([render(item) for item in shown], headers=headers)
 
     def _webhook_json(self, hook: Webhook, *, edit: bool = False) -> dict[str, Any]:
         resource, _, event = hook.topic.partition(".")

@@ -65,6 +65,7 @@ async def test_owner_sees_own_orders_newest_first(
     assert item["total"] == "199.00"
     assert item["order_number"] == "#1001"
     assert item["platform"] == "shopify"
+    assert item["origin"] == "webhook"
     assert "raw" not in item
     assert response.json()["next_cursor"] is None
 

@@ -5,22 +5,25 @@ Astra's own rules read."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
 
 import orjson
 import pytest
 
 from astra.stores.api import ShopifyAppCredentials, StoreApi, WooCommerceCredentials
-from astra.stores.problems import StoreProblem
+from astra.stores.problems import StoreProblem, retry_after
 from astra.webhooks.platforms import PLATFORMS, parse_payload
 from testkit.simulators.server import StoreServer
 from testkit.simulators.shopify import SimulatedShopify
 from testkit.simulators.woocommerce import SimulatedWooCommerce
 
 
-async def every_page(store: StoreApi, **filters: Any) -> tuple[list[dict[str, Any]], int]:
-    orders, pages, cursor = [], 0, None
+async def every_page(
+    store: StoreApi, cursor: str | None = None, **filters: Any
+) -> tuple[list[dict[str, Any]], int]:
+    orders, pages = [], 0
     while True:
         page = await store.orders(cursor=cursor, **filters)
         orders += page.orders
@@ -145,3 +148,56 @@ async def test_woocommerce_orders_come_page_by_page_with_their_total(
     }
     version = PLATFORMS["woocommerce"].order_version(parse_payload(orjson.dumps(orders[0])))
     assert version.platform_order_id == str(orders[0]["id"])
+
+
+async def test_a_woocommerce_walk_skips_no_order_when_orders_change_meanwhile(
+    store_server: StoreServer, fresh_domain: Callable[[str], str]
+) -> None:
+    """A change moves the order to the end and every later one a place forward: by page
+    numbers alone, the first order of the next page would slip into the page already read."""
+    woo = store_server.add(
+        SimulatedWooCommerce(fresh_domain("moving{}.example.com"), seed=4, order_count=230)
+    )
+    key = woo.add_key("read")
+    async with StoreApi(
+        store_server.settings(),
+        woo.domain,
+        WooCommerceCredentials(key.consumer_key, key.consumer_secret),
+    ) as store:
+        first = await store.orders()
+        woo.touch(woo.orders[first.orders[0]["id"]])
+        rest, _ = await every_page(store, cursor=first.next_cursor)
+    listed = [o["id"] for o in first.orders + rest]
+    assert set(listed) == set(woo.orders)
+    # The changed order comes again, in its new version; no other order twice.
+    assert len(listed) == len(woo.orders) + 1
+
+
+async def test_a_busy_store_says_when_to_come_back(
+    store_server: StoreServer, fresh_domain: Callable[[str], str]
+) -> None:
+    shop, api = shopify_store(store_server, fresh_domain("busy{}.myshopify.com"), ["read_orders"])
+    async with api as store:
+        shop.answer_busy(429, retry_after="7")
+        with pytest.raises(StoreProblem) as caught:
+            await store.orders()
+        assert (caught.value.transient, caught.value.retry_after) == (True, 7.0)
+        shop.answer_busy(503)
+        with pytest.raises(StoreProblem) as caught:
+            await store.orders()
+        assert (caught.value.transient, caught.value.retry_after) == (True, None)
+        shop.apps.clear()  # the app was uninstalled: no point in trying again soon
+        with pytest.raises(StoreProblem) as caught:
+            await store.orders()
+        assert caught.value.problem == "invalid_credentials"
+        assert not caught.value.transient
+
+
+def test_retry_after_reads_seconds_and_http_dates() -> None:
+    assert retry_after("3") == 3.0
+    assert retry_after(" 1.5 ") == 1.5
+    assert retry_after("-4") == 0.0
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    assert 25 < (retry_after(later) or 0) <= 30
+    assert retry_after("soon") is None
+    assert retry_after(None) is None

@@ -85,6 +85,23 @@ class DeliveryOutcome(StrEnum):
     refused = "refused"  # signed, but not acted on: `reason` says why
 
 
+class OrderOrigin(StrEnum):
+    """How Astra first learned of an order (`orders.origin`)."""
+
+    webhook = "webhook"  # the store delivered it
+    sync = "sync"  # a sync found it listing the store's orders
+
+
+class SyncStatus(StrEnum):
+    """Where an integration's sync stands (`syncs.state`; no row yet: `never`)."""
+
+    never = "never"
+    queued = "queued"
+    running = "running"
+    done = "done"
+    failed = "failed"
+
+
 def _id() -> Column[object]:
     return Column("id", Uuid, primary_key=True, server_default=text("gen_random_uuid()"))
 
@@ -204,6 +221,8 @@ orders = Table(
     Column("raw", JSONB, nullable=False),
     _now("received_at"),
     _now("updated_at"),
+    # An OrderOrigin; set when the order is first stored, never changed.
+    Column("origin", Text, nullable=False, server_default=OrderOrigin.webhook.value),
     _owned_through_integration("orders_integration_fkey"),
     UniqueConstraint("integration_id", "platform_order_id", name="orders_integration_order_key"),
 )
@@ -269,6 +288,38 @@ store_webhooks = Table(
     _now("checked_at"),
     PrimaryKeyConstraint("integration_id", "topic", name="store_webhooks_pkey"),
     _owned_through_integration("store_webhooks_integration_fkey"),
+)
+
+# Each integration's sync (astra.sync.state): the current or last run, where it resumes,
+# and how far the store's orders are imported. No row: never synced.
+syncs = Table(
+    "syncs",
+    metadata,
+    Column("integration_id", Uuid, primary_key=True),
+    Column("user_id", Uuid, nullable=False),
+    Column("state", Text, nullable=False),  # a SyncStatus other than `never`
+    # The run's progress: orders of its listing taken in, of how many the store said.
+    Column("imported", Integer, nullable=False, server_default=text("0")),
+    Column("total", Integer),
+    # Over every run: changes the webhooks should have brought and a sync did.
+    Column("missed_by_webhook", Integer, nullable=False, server_default=text("0")),
+    # The run's listing: orders updated since (None: all of them), and the page it is at.
+    Column("updated_since", DateTime(timezone=True)),
+    Column("cursor", Text),
+    # Every order updated before this was imported (the start of the last finished run).
+    Column("synced_through", DateTime(timezone=True)),
+    # The running run's claim, and its last sign of life: a claim older than the lease is
+    # a dead process's, and another run may take over.
+    Column("run_id", Uuid),
+    Column("heartbeat_at", DateTime(timezone=True)),
+    Column("requested_at", DateTime(timezone=True)),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("last_synced_at", DateTime(timezone=True)),
+    # Why the last run failed, and what the store's listing leaves out, for the seller.
+    Column("error", Text),
+    Column("note", Text),
+    _owned_through_integration("syncs_integration_fkey"),
 )
 
 # Failed (or still being checked) sign-in and set-up attempts: the limits every worker

@@ -31,6 +31,8 @@ from astra.integrations.service import IntegrationRow
 from astra.settings import Settings
 from astra.stores.api import RemoteWebhook
 from astra.stores.net import Resolver
+from astra.sync import state as sync_state
+from astra.sync.queue import defer_sync
 
 router = APIRouter(prefix="/api/integrations", tags=["integrations"])
 
@@ -190,16 +192,21 @@ async def delete_integration(
 @router.post("/{integration_id}/check", responses=error_responses(401, 403, 404, 422))
 async def check_connection(
     integration_id: uuid.UUID,
+    request: Request,
     db: Db,
     user: CurrentUser,
     settings: SettingsDep,
     resolver: StoreResolver,
 ) -> ConnectionCheckRead:
     """Test the stored credentials against the store itself. Always 200: what went wrong is
-    `problem`, with a sentence saying what to do."""
+    `problem`, with a sentence saying what to do. Credentials that work for the first time
+    queue the store's first sync (every order it has) by themselves."""
     result = await connection.check_connection(
         db, user, integration_id, settings=settings, resolver=resolver
     )
+    if result.ok and (await sync_state.get_sync(db, user, integration_id)).state == "never":
+        await sync_state.request_sync(db, user, integration_id)
+        await defer_sync(request.app.state.jobs, integration_id)
     return ConnectionCheckRead(
         ok=result.ok,
         problem=result.problem,

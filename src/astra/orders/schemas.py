@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from astra.db.tables import Platform
+from astra.db.tables import OrderOrigin, Platform
 
 
 class OrderRead(BaseModel):
@@ -28,6 +28,9 @@ class OrderRead(BaseModel):
     source_updated_at: datetime | None = Field(description="The store's updated_at.")
     received_at: datetime = Field(description="When Astra first received the order.")
     updated_at: datetime
+    origin: OrderOrigin = Field(
+        description="How Astra first learned of the order: a webhook, or a sync that found it."
+    )
 
 
 class OrderPage(BaseModel):

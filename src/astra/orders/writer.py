@@ -12,7 +12,9 @@ One row per store order (`integration_id`, `platform_order_id`). Its rules:
 The statements are built once, as SQLAlchemy Core, from the values `OrderVersion` names as
 bound parameters. `store_version` and `mark_deleted` take an optional condition so a caller
 can make the write part of its own statement (the webhook receiver writes the order only
-when the delivery was recorded just now, in the same round trip).
+when the delivery was recorded just now, in the same round trip); `store_versions` writes a
+page of a sync's orders in one statement, by the same rules. Each names the `origin` a new
+order is stored with (an order keeps the origin it was first stored with).
 """
 
 from __future__ import annotations
@@ -26,19 +28,23 @@ from sqlalchemy import (
     Boolean,
     ColumnElement,
     DateTime,
+    Select,
     Text,
     and_,
     bindparam,
     case,
     cast,
+    column,
+    false,
     func,
+    literal_column,
     or_,
     select,
 )
-from sqlalchemy.dialects.postgresql import JSONB, Insert, insert
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, Insert, insert
 from sqlalchemy.sql.dml import ReturningInsert
 
-from astra.db.tables import orders
+from astra.db.tables import OrderOrigin, orders
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +68,13 @@ class OrderVersion:
 
 
 _FIELDS = tuple(field.name for field in fields(OrderVersion))
+
+
+def batch_parameters(versions: list[OrderVersion]) -> dict[str, list[Any]]:
+    """`store_versions`' per-order parameters: one list per OrderVersion field."""
+    return {name: [getattr(version, name) for version in versions] for name in _FIELDS}
+
+
 _PLAIN = (
     "integration_id",
     "user_id",
@@ -82,21 +95,67 @@ _VALUES = (
 )
 
 
-def _version(*, deleted: bool, when: ColumnElement[bool] | None) -> Insert:
-    columns = (*_PLAIN, "raw", "deleted_at") if deleted else (*_PLAIN, "raw")
-    values = select(*_VALUES, _DELETED_AT) if deleted else select(*_VALUES)
+# A page of versions as rows: one array parameter per OrderVersion field, side by side.
+_BATCH_TYPES = {name: Text() if name == "raw" else orders.c[name].type for name in _FIELDS}
+_INCOMING = (
+    func.unnest(*(bindparam(name, type_=ARRAY(kind)) for name, kind in _BATCH_TYPES.items()))
+    .table_valued(*(column(name, kind) for name, kind in _BATCH_TYPES.items()))
+    .render_derived(name="incoming")
+)
+_BATCH_VALUES = (
+    *(bindparam(name, type_=orders.c[name].type) for name in _PLAIN[:3]),
+    *(_INCOMING.c[name] for name in _PLAIN[3:]),
+    cast(_INCOMING.c.raw, JSONB),
+)
+
+
+def _constant(origin: OrderOrigin) -> ColumnElement[str]:
+    # In the SQL text, not a parameter: each statement is built for one origin, and its
+    # parameters stay the ones the docstrings name. (An enum value: nothing to escape.)
+    return literal_column(f"'{origin.value}'", Text)
+
+
+def _version(*, deleted: bool, when: ColumnElement[bool] | None, origin: OrderOrigin) -> Insert:
+    columns = (*_PLAIN, "raw", "origin", "deleted_at") if deleted else (*_PLAIN, "raw", "origin")
+    values: Select[Any] = select(*_VALUES, _constant(origin))
+    if deleted:
+        values = values.add_columns(_DELETED_AT)
     if when is not None:
         values = values.where(when)
     return insert(orders).from_select(columns, values)
 
 
-def store_version(*, when: ColumnElement[bool] | None = None) -> ReturningInsert[Any]:
+def store_version(
+    *, origin: OrderOrigin, when: ColumnElement[bool] | None = None
+) -> ReturningInsert[Any]:
     """Create the order or bring it up to date, unless the stored version is newer.
 
     Parameters: `integration_id`, `user_id`, `platform`, `OrderVersion.parameters()` and
     `restore` (whether this version undeletes the order). Returns the order's id when it
     was written, no row when the stored version is newer."""
-    statement = _version(deleted=False, when=when)
+    statement = _newest_wins(
+        _version(deleted=False, when=when, origin=origin), bindparam("restore", type_=Boolean())
+    )
+    return statement.returning(orders.c.id)
+
+
+def store_versions(*, origin: OrderOrigin) -> ReturningInsert[Any]:
+    """`store_version` for many orders of one integration at once (each order at most once),
+    none of them undeleting one: parameters `integration_id`, `user_id`, `platform` and
+    `batch_parameters(versions)`. Returns one row per order written: its
+    `platform_order_id`, and `created` when it was new."""
+    values = select(*_BATCH_VALUES, _constant(origin)).select_from(_INCOMING)
+    statement = insert(orders).from_select((*_PLAIN, "raw", "origin"), values)
+    return _newest_wins(statement, false()).returning(
+        orders.c.platform_order_id,
+        # A row version no transaction has replaced yet is one this statement inserted.
+        literal_column("xmax = 0", Boolean).label("created"),
+    )
+
+
+def _newest_wins(statement: Insert, restore: ColumnElement[bool]) -> Insert:
+    """On conflict, the version replaces the stored one unless that one is newer; a delete
+    stays unless `restore` and the version is newer than the delete."""
     new = statement.excluded
     return statement.on_conflict_do_update(
         constraint="orders_integration_order_key",
@@ -105,13 +164,7 @@ def store_version(*, when: ColumnElement[bool] | None = None) -> ReturningInsert
             "raw": new.raw,
             "updated_at": func.now(),
             "deleted_at": case(
-                (
-                    and_(
-                        bindparam("restore", type_=Boolean()),
-                        new.source_updated_at > orders.c.deleted_at,
-                    ),
-                    None,
-                ),
+                (and_(restore, new.source_updated_at > orders.c.deleted_at), None),
                 else_=orders.c.deleted_at,
             ),
         },
@@ -119,14 +172,16 @@ def store_version(*, when: ColumnElement[bool] | None = None) -> ReturningInsert
             orders.c.source_updated_at.is_(None),
             new.source_updated_at >= orders.c.source_updated_at,
         ),
-    ).returning(orders.c.id)
+    )
 
 
-def mark_deleted(*, when: ColumnElement[bool] | None = None) -> ReturningInsert[Any]:
+def mark_deleted(
+    *, origin: OrderOrigin, when: ColumnElement[bool] | None = None
+) -> ReturningInsert[Any]:
     """Mark the order deleted as of `deleted_at`, keeping its last full version (an order
     never seen before is kept with what the delete said of it). Nothing changes when the
     stored version is newer than the delete. Returns the order's id when it was written."""
-    statement = _version(deleted=True, when=when)
+    statement = _version(deleted=True, when=when, origin=origin)
     return statement.on_conflict_do_update(
         constraint="orders_integration_order_key",
         set_={

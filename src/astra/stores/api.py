@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 
+from astra.db.tables import CredentialsKind
 from astra.settings import Settings
 from astra.stores import shopify, woocommerce
 from astra.stores.net import Resolver, StoreHttp, resolve_host
@@ -33,6 +34,10 @@ WebhookStatus = Literal["active", "disabled", "missing"]
 # A cached token this close to its expiry is renewed before it is used.
 TOKEN_RENEWAL_MARGIN = timedelta(minutes=5)
 _MYSHOPIFY = re.compile(r"[a-z0-9][a-z0-9-]*\.myshopify\.com")
+SHOPIFY_RECENT_ONLY = (
+    "Shopify shows Astra only the last 60 days of orders. Add the read_all_orders "
+    "scope to the app to include older ones."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +69,18 @@ class WooCommerceCredentials:
 Credentials = ShopifyAppCredentials | ShopifyLegacyCredentials | WooCommerceCredentials
 
 
+def stored_credentials(kind: str, fields: Mapping[str, str | None]) -> Credentials:
+    """The credentials an integration holds: its `credentials_kind` and the fields of its
+    (decrypted) `credentials` JSON."""
+    if kind == CredentialsKind.shopify_app:
+        return ShopifyAppCredentials(str(fields["client_id"]), str(fields["client_secret"]))
+    if kind == CredentialsKind.shopify_token:
+        return ShopifyLegacyCredentials(str(fields["access_token"]), fields.get("client_secret"))
+    if kind == CredentialsKind.woocommerce_key:
+        return WooCommerceCredentials(str(fields["consumer_key"]), str(fields["consumer_secret"]))
+    raise ValueError(f"unknown credentials kind {kind!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class CheckResult:
     shop_name: str | None
@@ -71,6 +88,11 @@ class CheckResult:
     scopes: tuple[str, ...] = ()
     # Sentences worth showing next to a working connection.
     notes: tuple[str, ...] = ()
+
+    @property
+    def recent_orders_only(self) -> bool:
+        """Whether the store lists only its recent orders to Astra (Shopify's 60 days)."""
+        return SHOPIFY_RECENT_ONLY in self.notes
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,10 +158,7 @@ class StoreApi:
         self._ensure_usable(info)
         notes = []
         if shopify.ALL_ORDERS_SCOPE not in info.scopes:
-            notes.append(
-                "Shopify shows Astra only the last 60 days of orders. Add the read_all_orders "
-                "scope to the app to include older ones."
-            )
+            notes.append(SHOPIFY_RECENT_ONLY)
         if isinstance(self.credentials, ShopifyLegacyCredentials) and not (
             self.credentials.client_secret
         ):
@@ -191,13 +210,15 @@ class StoreApi:
         self, *, updated_since: datetime | None = None, cursor: str | None = None
     ) -> OrderPage:
         """A page of the store's orders updated since `updated_since` (all of them when
-        None), oldest update first; pass `next_cursor` back for the next page."""
+        None), oldest update first; pass `next_cursor` back for the next page (the cursor
+        carries the listing on: `updated_since` then changes nothing). Orders changing
+        while the listing is walked make it skip none; a changed one comes again, in its
+        new version."""
         if isinstance(self.credentials, WooCommerceCredentials):
-            page = int(cursor) if cursor and cursor.isdigit() else 1
-            orders, next_page, total = await self._woo(self.credentials).orders_page(
-                modified_after=updated_since, page=page
+            orders, next_cursor, total = await self._woo(self.credentials).orders_walk(
+                modified_after=updated_since, cursor=cursor
             )
-            return OrderPage(orders, str(next_page) if next_page else None, total)
+            return OrderPage(orders, next_cursor, total)
         orders, after = await self._shopify(
             lambda admin: admin.orders_page(updated_since=updated_since, after=cursor)
         )

@@ -31,7 +31,7 @@ import httpx
 import orjson
 
 from astra.settings import Settings, store_host_is_the_domain
-from astra.stores.problems import StoreProblem
+from astra.stores.problems import StoreProblem, retry_after
 
 log = logging.getLogger(__name__)
 # httpx logs every request's URL, query string included, at INFO; ours says what is safe.
@@ -104,6 +104,11 @@ class StoreResponse:
             return orjson.loads(self.body)
         except orjson.JSONDecodeError:
             return None
+
+    @property
+    def retry_after(self) -> float | None:
+        """How long the store asked to wait (429, 503), in seconds."""
+        return retry_after(self.headers.get("retry-after"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +209,7 @@ class StoreHttp:
                 "timeout",
                 f"{self.domain} did not answer within {self._timeout:g} seconds. "
                 "Check that the store is online, then try again.",
+                transient=True,
             ) from None
         except httpx.TransportError as exc:
             self._log(method, path, params, status, started, "unreachable")
@@ -289,6 +295,8 @@ class StoreHttp:
             "unreachable",
             f"Astra couldn't connect to {self.domain}. "
             "Check the store's domain and that the store is online.",
+            # A store restarting, or a connection dropped on the way, is back soon.
+            transient=True,
         )
 
     def _log(

@@ -208,6 +208,8 @@ def _raise_for_shop_status(domain: str, response: StoreResponse) -> None:
             "store_unavailable",
             f"Shopify couldn't answer for {domain} right now (HTTP {status}). "
             "Try again in a few minutes.",
+            transient=True,
+            retry_after=response.retry_after,
         )
 
 
@@ -250,11 +252,12 @@ class ShopifyAdmin:
         wait = self._throttle_wait(body)
         if wait is not None:
             if wait > _MAX_THROTTLE_WAIT:
-                raise self._throttled()
+                raise self._throttled(wait)
             await asyncio.sleep(wait.total_seconds())
             body = await self._post(document, variables)
-            if self._throttle_wait(body) is not None:
-                raise self._throttled()
+            wait = self._throttle_wait(body)
+            if wait is not None:
+                raise self._throttled(wait)
         errors = body.get("errors")
         if errors:
             codes = [_error_code(error) for error in errors]
@@ -302,10 +305,11 @@ class ShopifyAdmin:
             seconds = 1.0
         return timedelta(seconds=seconds)
 
-    def _throttled(self) -> StoreProblem:
+    def _throttled(self, wait: timedelta) -> StoreProblem:
         return StoreProblem(
             "store_unavailable",
             f"Shopify is limiting how fast Astra may call {self.domain}. Try again in a minute.",
+            retry_after=wait.total_seconds(),
         )
 
     async def shop(self) -> ShopInfo:

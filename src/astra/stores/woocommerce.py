@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Self
 
 import httpx
+import orjson
 
 from astra.stores.net import StoreHttp, StoreResponse
 from astra.stores.problems import StoreProblem
@@ -92,6 +93,25 @@ class WooCommerceApi:
         total, pages = (response.headers.get(h, "") for h in ("x-wp-total", "x-wp-totalpages"))
         next_page = page + 1 if pages.isdigit() and page < int(pages) else None
         return orders, next_page, int(total) if total.isdigit() else None
+
+    async def orders_walk(
+        self, *, modified_after: datetime | None, cursor: str | None
+    ) -> tuple[list[dict[str, Any]], str | None, int | None]:
+        """One page of a walk through the orders modified after `modified_after`, oldest
+        change first; the cursor of the next page (None after the last); how many orders
+        the page's window holds.
+
+        A change during the walk moves an order to the end of the listing and shifts the
+        ones after it a place forward, so page numbers alone would skip one. The walk moves
+        its window instead: the next page lists the orders modified since the last one of
+        this page (to the second, WooCommerce's precision), less those of that second this
+        page gave already."""
+        walk = _Walk.parse(cursor) if cursor else _Walk(modified_after)
+        orders, next_page, total = await self.orders_page(modified_after=walk.after, page=walk.page)
+        fresh = [order for order in orders if order.get("id") not in walk.seen]
+        if next_page is None:
+            return fresh, None, total
+        return fresh, walk.after_page(orders, next_page).cursor(), total
 
     async def webhooks(self) -> list[Webhook]:
         found: list[Webhook] = []
@@ -222,6 +242,8 @@ class WooCommerceApi:
                 "store_unavailable",
                 f"{self.domain} couldn't answer right now (HTTP {status}). "
                 "Try again in a few minutes.",
+                transient=True,
+                retry_after=response.retry_after,
             )
         return self._unexpected(response, method)
 
@@ -235,6 +257,50 @@ class WooCommerceApi:
             f"{self.domain} gave an answer Astra doesn't understand (HTTP {response.status}). "
             "Try again later.",
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Walk:
+    """Where a walk through the orders is: page `page` of the orders modified after `after`
+    (None: all), less `seen`, the ids a page already gave."""
+
+    after: datetime | None
+    page: int = 1
+    seen: frozenset[int] = field(default_factory=frozenset)
+
+    def after_page(self, orders: list[dict[str, Any]], next_page: int) -> _Walk:
+        modified = {order.get("id"): _modified(order) for order in orders}
+        last = max((moment for moment in modified.values() if moment), default=None)
+        if last is None:
+            return _Walk(self.after, next_page, self.seen)
+        at_last = frozenset(
+            i for i, moment in modified.items() if moment == last and isinstance(i, int)
+        )
+        start = last - timedelta(seconds=1)
+        if self.after is None or start > self.after:
+            return _Walk(start, 1, at_last)
+        # A whole page changed within one second: the window cannot move, the page must.
+        return _Walk(self.after, next_page, at_last)
+
+    def cursor(self) -> str:
+        after = self.after.isoformat() if self.after else None
+        return orjson.dumps({"after": after, "page": self.page, "seen": sorted(self.seen)}).decode()
+
+    @classmethod
+    def parse(cls, cursor: str) -> Self:
+        data = orjson.loads(cursor)
+        after = datetime.fromisoformat(data["after"]) if data["after"] else None
+        return cls(after, int(data["page"]), frozenset(int(i) for i in data["seen"]))
+
+
+def _modified(order: dict[str, Any]) -> datetime | None:
+    """When the order last changed, in UTC (`date_modified_gmt`, asked for with
+    dates_are_gmt)."""
+    value = order.get("date_modified_gmt")
+    try:
+        return datetime.fromisoformat(value).replace(tzinfo=UTC) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def _rest_error(response: StoreResponse) -> str | None:

@@ -1,2 +1,3 @@
-"""Jobs: the queue on the app's own PostgreSQL (procrastinate), its workers, and the periodic
-work on it: retention now, backfill and reconciliation next (issue 12)."""
+"""Syncs and jobs: importing each store's orders through its API (backfill and
+reconciliation) and their state, on the job queue in the app's own PostgreSQL
+(procrastinate), its workers, and the periodic work on it (retention)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,11 +22,14 @@ import procrastinate
 from procrastinate import exceptions as queue_errors
 from procrastinate.jobs import Job
 from psycopg_pool import AsyncConnectionPool
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from astra.db.session import Database
+from astra.db.session import Database, begin
 from astra.db.urls import app_url
+from astra.errors import NotFound
 from astra.settings import Settings
+from astra.sync.engine import run_sync
 from astra.sync.retention import prune_deliveries
 from astra.sync.schedule import Schedule
 
@@ -34,6 +38,9 @@ logger = logging.getLogger(__name__)
 PRUNE_DELIVERIES = "astra.prune_deliveries"
 PRUNE_JOBS = "astra.prune_jobs"
 RETRY_STALLED_JOBS = "astra.retry_stalled_jobs"
+SYNC_STORE = "astra.sync_store"
+RECONCILE = "astra.reconcile"
+TO_RECONCILE = text("SELECT id FROM public.app_integrations_to_reconcile() AS id")
 # How the queue's own connections show in pg_stat_activity, apart from the request pool's.
 QUEUE_APPLICATION_NAME = "astra-queue"
 
@@ -159,8 +166,34 @@ def job_app(settings: Settings, database: Database) -> procrastinate.App:
     async def retry_stalled_jobs_task(timestamp: int | None = None) -> int:
         return await retry_stalled_jobs(app, stalled_seconds=settings.worker_stalled_seconds)
 
-    # The sync's tasks join here (issue 12), on schedule.reconcile and schedule.webhook_health.
+    # One store's sync (backfill the first time, then reconciliation): one at a time per
+    # store, by the lock defer_sync gives it. It acts as the integration's owner.
+    @app.task(name=SYNC_STORE, retry=RETRY_INTERRUPTED)
+    async def sync_store_task(integration_id: str) -> str:
+        try:
+            synced = await run_sync(database, settings, uuid.UUID(integration_id))
+        except NotFound:
+            return "gone"  # deleted since it was queued: nothing to do
+        return synced.state
+
+    # Every ASTRA_SYNC_INTERVAL_SECONDS, each active integration with credentials.
+    @app.periodic(cron=schedule.reconcile, periodic_id="reconcile")
+    @app.task(name=RECONCILE, queueing_lock=RECONCILE, lock=RECONCILE, retry=RETRY_INTERRUPTED)
+    async def reconcile_task(timestamp: int | None = None) -> int:
+        async with begin(database) as db:
+            ids = list((await db.execute(TO_RECONCILE)).scalars())
+        for integration_id in ids:
+            await defer_sync(app, integration_id)
+        return len(ids)
+
     return app
+
+
+async def defer_sync(app: procrastinate.App, integration_id: uuid.UUID) -> int | None:
+    """Queue the store's sync, unless one is waiting already (one runs at a time)."""
+    return await defer_exclusive(
+        app, SYNC_STORE, f"store:{integration_id}", integration_id=str(integration_id)
+    )
 
 
 async def retry_stalled_jobs(app: procrastinate.App, *, stalled_seconds: float) -> int:

@@ -27,7 +27,7 @@ from sqlalchemy.sql.dml import ReturningInsert
 
 from astra.crypto import decrypt
 from astra.db.session import Transaction, act_as
-from astra.db.tables import DeliveryOutcome, webhook_deliveries
+from astra.db.tables import DeliveryOutcome, OrderOrigin, webhook_deliveries
 from astra.errors import OUTAGE_RETRY_SECONDS, AstraError, NotAuthenticated, NotFound
 from astra.orders import writer
 from astra.orders.writer import OrderVersion
@@ -88,8 +88,12 @@ def _with_order(write: ReturningInsert[Any]) -> Select[bool, bool]:
     return select(_just_recorded.label("recorded"), exists(select(written.c.id)).label("written"))
 
 
-RECORD_AND_STORE_ORDER = _with_order(writer.store_version(when=_just_recorded))
-RECORD_AND_DELETE_ORDER = _with_order(writer.mark_deleted(when=_just_recorded))
+RECORD_AND_STORE_ORDER = _with_order(
+    writer.store_version(origin=OrderOrigin.webhook, when=_just_recorded)
+)
+RECORD_AND_DELETE_ORDER = _with_order(
+    writer.mark_deleted(origin=OrderOrigin.webhook, when=_just_recorded)
+)
 # The stored version is newer than the delivery's: the log says so.
 MARK_DELIVERY_STALE = text(
     "UPDATE public.webhook_deliveries SET outcome = 'stale' "

@@ -142,9 +142,12 @@ async def make_user(
 
 
 def client_for(app: object) -> httpx.AsyncClient:
+    # An https public URL makes the session cookie Secure: such an app is reached over https.
+    settings = getattr(getattr(app, "state", None), "settings", None)
+    scheme = "https" if settings is not None and settings.secure_cookies else "http"
     return httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),  # type: ignore[arg-type]
-        base_url="http://testserver",
+        base_url=f"{scheme}://testserver",
     )
 
 
@@ -191,17 +194,18 @@ async def admin(
     await account.client.aclose()
 
 
-_numbers = itertools.count(1)
-
-
 @pytest.fixture(scope="session")
 async def store_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[StoreServer]:
-    """Simulated Shopify and WooCommerce stores over HTTPS (tests/stores, tests/sync)."""
+    """Simulated Shopify and WooCommerce stores over real HTTPS on 127.0.0.1, one server for
+    the session; each test adds its own stores under fresh domains."""
     async with StoreServer.running(tmp_path_factory.mktemp("stores")) as server:
         yield server
 
 
+_store_numbers = itertools.count(1)
+
+
 @pytest.fixture
 def fresh_domain() -> Callable[[str], str]:
-    """A domain no other test's store uses: the server is shared by the whole session."""
-    return lambda pattern: pattern.format(next(_numbers))
+    """A domain no other test's store uses: the store server is shared by the session."""
+    return lambda pattern: pattern.format(next(_store_numbers))

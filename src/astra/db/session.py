@@ -10,7 +10,8 @@ their own round trip; everything else acts through `act_as` below.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -57,7 +58,9 @@ class Transaction:
         self._connection: AsyncConnection | None = None
 
     async def execute(
-        self, statement: Executable, parameters: Mapping[str, Any] | None = None
+        self,
+        statement: Executable,
+        parameters: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
     ) -> CursorResult[*tuple[Any, ...]]:
         if self._connection is None:
             connection = await self._engine.connect()
@@ -88,13 +91,10 @@ async def act_as(db: Transaction, user_id: uuid.UUID) -> None:
     await db.execute(ACT_AS, {"user_id": user_id})
 
 
-async def transaction(request: Request) -> AsyncIterator[Transaction]:
-    """Commit when the route succeeds, roll back when it raises.
-
-    Used with scope="function": the commit finishes before the response is sent, so a
-    2xx always means the work is durable, and a failed commit is an error, not a 2xx.
-    """
-    database: Database = request.app.state.db
+@asynccontextmanager
+async def begin(database: Database) -> AsyncIterator[Transaction]:
+    """A transaction on `database`, a request's (through `transaction`) or a job's:
+    committed when the block ends, rolled back when it raises or is cancelled."""
     db = Transaction(database.engine)
     try:
         yield db
@@ -102,6 +102,16 @@ async def transaction(request: Request) -> AsyncIterator[Transaction]:
         await db.end(commit=False)
         raise
     await db.end(commit=True)
+
+
+async def transaction(request: Request) -> AsyncIterator[Transaction]:
+    """Commit when the route succeeds, roll back when it raises.
+
+    Used with scope="function": the commit finishes before the response is sent, so a
+    2xx always means the work is durable, and a failed commit is an error, not a 2xx.
+    """
+    async with begin(request.app.state.db) as db:
+        yield db
 
 
 Db = Annotated[Transaction, Depends(transaction, scope="function")]

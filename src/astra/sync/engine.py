@@ -36,7 +36,7 @@ import orjson
 from sqlalchemy import Row, bindparam, select, text, update
 
 from astra.crypto import decrypt, encrypt
-from astra.db.session import Database, Transaction, act_as
+from astra.db.session import Database, Transaction, act_as, begin
 from astra.db.tables import OrderOrigin, integrations
 from astra.errors import NotFound
 from astra.orders import writer
@@ -131,7 +131,7 @@ async def run_sync(
     `progress` is awaited with the state after every committed page. An exception from it,
     or a cancellation, stops the run (recorded as failed: the next run resumes after the
     last committed page) and is raised again. NotFound when the integration is gone."""
-    async with _transaction(database) as db:
+    async with begin(database) as db:
         owner = (await db.execute(_ACT_AS_OWNER, {"id": integration_id})).scalar_one_or_none()
         if owner is None:
             raise NotFound("No integration with this id.")
@@ -141,18 +141,6 @@ async def run_sync(
             return await state.read(db, integration_id)
     sync = _Sync(database, settings, owner, target, run, progress, retry)
     return await sync.run()
-
-
-@asynccontextmanager
-async def _transaction(database: Database) -> AsyncIterator[Transaction]:
-    """A transaction of its own: committed when the block ends, rolled back if it raises."""
-    db = Transaction(database.engine)
-    try:
-        yield db
-    except BaseException:
-        await db.end(commit=False)
-        raise
-    await db.end(commit=True)
 
 
 class _Sync:
@@ -343,7 +331,7 @@ class _Sync:
 
     @asynccontextmanager
     async def _acting(self) -> AsyncIterator[Transaction]:
-        async with _transaction(self._database) as db:
+        async with begin(self._database) as db:
             await act_as(db, self._owner)
             yield db
 

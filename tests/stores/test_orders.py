@@ -45,6 +45,18 @@ def shopify_store(
     )
 
 
+def woocommerce_store(
+    server: StoreServer, domain: str, *, seed: int
+) -> tuple[SimulatedWooCommerce, StoreApi]:
+    woo = server.add(SimulatedWooCommerce(domain, seed=seed, order_count=230))
+    key = woo.add_key("read")
+    return woo, StoreApi(
+        server.settings(),
+        woo.domain,
+        WooCommerceCredentials(key.consumer_key, key.consumer_secret),
+    )
+
+
 async def test_shopify_orders_come_page_by_page_oldest_update_first(
     store_server: StoreServer, fresh_domain: Callable[[str], str]
 ) -> None:
@@ -123,16 +135,9 @@ async def test_listing_orders_without_read_orders_is_access_denied(
 async def test_woocommerce_orders_come_page_by_page_with_their_total(
     store_server: StoreServer, fresh_domain: Callable[[str], str]
 ) -> None:
-    woo = store_server.add(
-        SimulatedWooCommerce(fresh_domain("cups{}.example.com"), seed=3, order_count=230)
-    )
-    key = woo.add_key("read")
+    woo, api = woocommerce_store(store_server, fresh_domain("cups{}.example.com"), seed=3)
     since = woo.now() - timedelta(days=30)
-    async with StoreApi(
-        store_server.settings(),
-        woo.domain,
-        WooCommerceCredentials(key.consumer_key, key.consumer_secret),
-    ) as store:
+    async with api as store:
         first = await store.orders()
         orders, pages = await every_page(store)
         recent, _ = await every_page(store, updated_since=since)
@@ -155,15 +160,8 @@ async def test_a_woocommerce_walk_skips_no_order_when_orders_change_meanwhile(
 ) -> None:
     """A change moves the order to the end and every later one a place forward: by page
     numbers alone, the first order of the next page would slip into the page already read."""
-    woo = store_server.add(
-        SimulatedWooCommerce(fresh_domain("moving{}.example.com"), seed=4, order_count=230)
-    )
-    key = woo.add_key("read")
-    async with StoreApi(
-        store_server.settings(),
-        woo.domain,
-        WooCommerceCredentials(key.consumer_key, key.consumer_secret),
-    ) as store:
+    woo, api = woocommerce_store(store_server, fresh_domain("moving{}.example.com"), seed=4)
+    async with api as store:
         first = await store.orders()
         woo.touch(woo.orders[first.orders[0]["id"]])
         rest, _ = await every_page(store, cursor=first.next_cursor)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -37,6 +37,16 @@ NEVER = dict.fromkeys(FIELDS) | {"state": "never", "imported": 0, "missed_by_web
 @pytest.fixture
 def settings(store_server: StoreServer, test_database: TestDatabase) -> Settings:
     return store_server.settings(test_database.settings)
+
+
+@pytest.fixture
+def sync(app: FastAPI, settings: Settings) -> Callable[..., Awaitable[SyncState]]:
+    """sync(store, ...): one run_sync of the store's integration, as the app's runtime role."""
+
+    async def run(store: Store, **kwargs: Any) -> SyncState:
+        return await run_sync(app.state.db, settings, store.id, **kwargs)
+
+    return run
 
 
 @pytest.fixture
@@ -101,8 +111,7 @@ async def test_no_such_integration_is_404_and_a_malformed_id_422(
 
 
 async def test_the_owner_queues_a_sync_once_and_sees_it_run(
-    app: FastAPI,
-    settings: Settings,
+    sync: Callable[..., Awaitable[SyncState]],
     seller: Account,
     woo: tuple[SimulatedWooCommerce, Store],
 ) -> None:
@@ -115,7 +124,7 @@ async def test_the_owner_queues_a_sync_once_and_sees_it_run(
     assert body(await seller.client.post(path(store)), 202) == queued
     assert body(await seller.client.get(path(store)), 200) == queued
 
-    await run_sync(app.state.db, settings, store.id)
+    await sync(store)
 
     done = body(await seller.client.get(path(store)), 200)
     assert (done["state"], done["imported"], done["total"]) == ("done", 150, 150)
@@ -145,8 +154,7 @@ async def test_an_admin_queues_and_reads_a_sellers_sync(
 
 
 async def test_asking_while_one_runs_returns_the_running_one(
-    app: FastAPI,
-    settings: Settings,
+    sync: Callable[..., Awaitable[SyncState]],
     seller: Account,
     woo: tuple[SimulatedWooCommerce, Store],
 ) -> None:
@@ -158,7 +166,7 @@ async def test_asking_while_one_runs_returns_the_running_one(
         first_page.set()
         await release.wait()
 
-    running = asyncio.create_task(run_sync(app.state.db, settings, store.id, progress=hold))
+    running = asyncio.create_task(sync(store, progress=hold))
     await first_page.wait()
     try:
         asked = body(await seller.client.post(path(store)), 202)
@@ -182,14 +190,13 @@ async def test_without_credentials_a_sync_is_refused_and_nothing_changes(
 
 
 async def test_a_failed_sync_says_why_and_asking_again_queues_it(
-    app: FastAPI,
-    settings: Settings,
+    sync: Callable[..., Awaitable[SyncState]],
     seller: Account,
     woo: tuple[SimulatedWooCommerce, Store],
 ) -> None:
     sim, store = woo
     sim.keys.clear()
-    await run_sync(app.state.db, settings, store.id)
+    await sync(store)
     failed = body(await seller.client.get(path(store)), 200)
     assert failed["state"] == "failed"
     assert "consumer key" in failed["error"]

@@ -68,20 +68,26 @@ def woocommerce(
     return woo, {"consumer_key": key.consumer_key, "consumer_secret": key.consumer_secret}
 
 
-async def connected(
-    seller: Account,
-    server: StoreServer,
-    fresh_domain: Callable[[str], str],
-    platform: str,
-    count: int,
-    **kwargs: Any,
-) -> tuple[SimulatedStore, Store]:
-    """A simulated store of `count` orders placed over a year, connected with API credentials."""
-    if platform == "shopify":
-        sim, credentials = shopify(server, fresh_domain("sync{}.myshopify.com"), count, **kwargs)
-    else:
-        sim, credentials = woocommerce(server, fresh_domain("sync{}.example.com"), count)
-    return sim, await connect_store(seller, platform, sim.domain, credentials)
+Connect = Callable[..., Awaitable[tuple[SimulatedStore, Store]]]
+Sync = Callable[..., Awaitable[SyncState]]
+
+
+@pytest.fixture
+def connect(
+    store_server: StoreServer, fresh_domain: Callable[[str], str], seller: Account
+) -> Connect:
+    """connect(platform, count): a simulated store of `count` orders placed over a year,
+    connected by the seller with API credentials."""
+
+    async def connected(platform: str, count: int, **kwargs: Any) -> tuple[SimulatedStore, Store]:
+        if platform == "shopify":
+            domain = fresh_domain("sync{}.myshopify.com")
+            sim, credentials = shopify(store_server, domain, count, **kwargs)
+        else:
+            sim, credentials = woocommerce(store_server, fresh_domain("sync{}.example.com"), count)
+        return sim, await connect_store(seller, platform, sim.domain, credentials)
+
+    return connected
 
 
 def listings(sim: SimulatedStore) -> list[dict[str, Any]]:
@@ -92,9 +98,16 @@ def listings(sim: SimulatedStore) -> list[dict[str, Any]]:
     return [query for query in sim.order_queries if "orderby" in query]
 
 
-async def sync(app: FastAPI, settings: Settings, store: Store, **kwargs: Any) -> SyncState:
-    database: Database = app.state.db
-    return await run_sync(database, settings, store.id, retry=kwargs.pop("retry", FAST), **kwargs)
+@pytest.fixture
+def sync(app: FastAPI, settings: Settings) -> Sync:
+    """sync(store, ...): one run_sync of the store's integration, as the app's runtime role."""
+
+    async def run(store: Store, **kwargs: Any) -> SyncState:
+        database: Database = app.state.db
+        retry = kwargs.pop("retry", FAST)
+        return await run_sync(database, settings, store.id, retry=retry, **kwargs)
+
+    return run
 
 
 def on_page(*actions: Callable[[], object]) -> Progress:
@@ -122,21 +135,15 @@ async def sync_row(owner_engine: AsyncEngine, store: Store) -> dict[str, Any]:
 
 @pytest.mark.parametrize("platform", ["shopify", "woocommerce"])
 async def test_the_first_sync_imports_exactly_every_order(
-    app: FastAPI,
-    settings: Settings,
-    store_server: StoreServer,
-    fresh_domain: Callable[[str], str],
-    seller: Account,
-    owner_engine: AsyncEngine,
-    platform: str,
+    connect: Connect, sync: Sync, owner_engine: AsyncEngine, platform: str
 ) -> None:
-    sim, store = await connected(seller, store_server, fresh_domain, platform, 330)
+    sim, store = await connect(platform, 330)
     seen: list[SyncState] = []
 
     async def progress(state: SyncState) -> None:
         seen.append(state)
 
-    done = await sync(app, settings, store, progress=progress)
+    done = await sync(store, progress=progress)
 
     assert done.state is SyncStatus.done
     assert done.imported == 330
@@ -166,61 +173,42 @@ async def test_the_first_sync_imports_exactly_every_order(
 
 
 async def test_a_shopify_app_token_is_kept_for_the_next_sync(
-    app: FastAPI,
-    settings: Settings,
-    store_server: StoreServer,
-    fresh_domain: Callable[[str], str],
-    seller: Account,
-    owner_engine: AsyncEngine,
+    connect: Connect, sync: Sync, settings: Settings, owner_engine: AsyncEngine
 ) -> None:
-    sim, store = await connected(seller, store_server, fresh_domain, "shopify", 20)
+    sim, store = await connect("shopify", 20)
     assert isinstance(sim, SimulatedShopify)
-    await sync(app, settings, store)
+    await sync(store)
     [row] = await fetch(owner_engine, "SELECT * FROM integrations WHERE id = :id", id=store.id)
     token = decrypt(settings.encryption_key, row["access_token"])
     assert token in sim.tokens
     assert row["access_token_expires_at"] is not None
 
-    again = await sync(app, settings, store)
+    again = await sync(store)
     assert again.state is SyncStatus.done
     assert sim.token_requests == 1
 
 
 async def test_without_read_all_orders_the_state_says_only_60_days(
-    app: FastAPI,
-    settings: Settings,
-    store_server: StoreServer,
-    fresh_domain: Callable[[str], str],
-    seller: Account,
+    connect: Connect, sync: Sync
 ) -> None:
-    sim, store = await connected(
-        seller, store_server, fresh_domain, "shopify", 200, scopes=["read_orders"]
-    )
+    sim, store = await connect("shopify", 200, scopes=["read_orders"])
     horizon = sim.now() - timedelta(days=60)
     recent = [order for order in sim.orders.values() if order.created_at >= horizon]
 
-    done = await sync(app, settings, store)
+    done = await sync(store)
 
     assert 0 < len(recent) < 200
     assert done.imported == len(recent)
     assert done.note == SHOPIFY_RECENT_ONLY
 
 
-async def test_shopify_throttled_and_429_are_waited_out(
-    app: FastAPI,
-    settings: Settings,
-    store_server: StoreServer,
-    fresh_domain: Callable[[str], str],
-    seller: Account,
-) -> None:
-    sim, store = await connected(seller, store_server, fresh_domain, "shopify", 330)
+async def test_shopify_throttled_and_429_are_waited_out(connect: Connect, sync: Sync) -> None:
+    sim, store = await connect("shopify", 330)
     assert isinstance(sim, SimulatedShopify)
     sim.restore_rate = 1000.0  # the bucket refills in a fraction of a second
     started = time.monotonic()
 
     done = await sync(
-        app,
-        settings,
         store,
         progress=on_page(
             lambda: sim.drain_throttle(0.0),  # page 2 is THROTTLED
@@ -238,17 +226,9 @@ async def test_shopify_throttled_and_429_are_waited_out(
     assert sim.busy_answers == []
 
 
-async def test_woocommerce_429_and_503_are_waited_out(
-    app: FastAPI,
-    settings: Settings,
-    store_server: StoreServer,
-    fresh_domain: Callable[[str], str],
-    seller: Account,
-) -> None:
-    sim, store = await connected(seller, store_server, fresh_domain, "woocommerce", 330)
+async def test_woocommerce_429_and_503_are_waited_out(connect: Connect, sync: Sync) -> None:
+    sim, store = await connect("woocommerce", 330)
     done = await sync(
-        app,
-        settings,
         store,
         progress=on_page(
             lambda: sim.answer_busy(503, times=2),  # backed off, with jitter
@@ -260,19 +240,13 @@ async def test_woocommerce_429_and_503_are_waited_out(
 
 
 async def test_a_store_that_stays_away_fails_the_sync_in_bounded_time_and_the_next_resumes(
-    app: FastAPI,
-    settings: Settings,
-    store_server: StoreServer,
-    fresh_domain: Callable[[str], str],
-    seller: Account,
+    connect: Connect, sync: Sync
 ) -> None:
-    sim, store = await connected(seller, store_server, fresh_domain, "woocommerce", 250)
+    sim, store = await connect("woocommerce", 250)
     patience = RetryPolicy(give_up_after=timedelta(seconds=1.5), first_wait=0.2, max_wait=0.4)
     started = time.monotonic()
 
     failed = await sync(
-        app,
-        settings,
         store,
         retry=patience,
         progress=on_page(lambda: sim.answer_busy(503, times=1000)),
@@ -286,48 +260,39 @@ async def test_a_store_that_stays_away_fails_the_sync_in_bounded_time_and_the_ne
     assert failed.imported == 100  # the first page stays imported
 
     sim.busy_answers.clear()
-    done = await sync(app, settings, store)
+    done = await sync(store)
     assert (done.state, done.imported, done.error) == (SyncStatus.done, 250, None)
 
 
 async def test_credentials_the_store_refuses_fail_the_sync_at_once(
-    app: FastAPI,
-    settings: Settings,
-    store_server: StoreServer,
-    fresh_domain: Callable[[str], str],
-    seller: Account,
+    connect: Connect, sync: Sync
 ) -> None:
-    sim, store = await connected(seller, store_server, fresh_domain, "woocommerce", 10)
+    sim, store = await connect("woocommerce", 10)
     assert isinstance(sim, SimulatedWooCommerce)
     sim.keys.clear()  # the key was revoked at the store
 
-    failed = await sync(app, settings, store)
+    failed = await sync(store)
 
     assert failed.state is SyncStatus.failed
     assert failed.error is not None and "consumer key" in failed.error
 
 
-async def test_without_credentials_the_sync_fails_saying_so(
-    app: FastAPI, settings: Settings, seller: Account
-) -> None:
+async def test_without_credentials_the_sync_fails_saying_so(sync: Sync, seller: Account) -> None:
     store = await connect_store(seller, "woocommerce", "bare.example.com")
-    failed = await sync(app, settings, store)
+    failed = await sync(store)
     assert (failed.state, failed.error) == (SyncStatus.failed, NO_CREDENTIALS)
 
 
 @pytest.mark.parametrize("platform", ["shopify", "woocommerce"])
 async def test_orders_no_webhook_brought_arrive_with_the_next_sync_and_count_as_missed(
-    app: FastAPI,
-    settings: Settings,
-    store_server: StoreServer,
-    fresh_domain: Callable[[str], str],
-    seller: Account,
+    connect: Connect,
+    sync: Sync,
     anonymous: httpx.AsyncClient,
     owner_engine: AsyncEngine,
     platform: str,
 ) -> None:
-    sim, store = await connected(seller, store_server, fresh_domain, platform, 150)
-    first = await sync(app, settings, store)
+    sim, store = await connect(platform, 150)
+    first = await sync(store)
     assert (first.imported, first.missed_by_webhook) == (150, 0)  # older than the connection
 
     sim.advance_clock(60)  # a minute later, at the store
@@ -339,7 +304,7 @@ async def test_orders_no_webhook_brought_arrive_with_the_next_sync_and_count_as_
     response = await deliver(anonymous, store, body, signed_headers(store, body))
     assert response.status_code == 200, response.text
 
-    second = await sync(app, settings, store)
+    second = await sync(store)
 
     assert second.state is SyncStatus.done
     assert second.missed_by_webhook == 4
@@ -348,9 +313,11 @@ async def test_orders_no_webhook_brought_arrive_with_the_next_sync_and_count_as_
     assert len(rows) == 154
     assert {rows[str(order.id)]["origin"] for order in lost} == {OrderOrigin.sync}
     assert rows[str(delivered.id)]["origin"] == OrderOrigin.webhook
+    # The sync listed the delivered version again, and kept the webhook's whole order.
+    assert "line_items" in rows[str(delivered.id)]["raw"]
     assert rows[str(changed.id)]["source_updated_at"] == changed.updated_at.replace(microsecond=0)
 
-    third = await sync(app, settings, store)  # nothing new: nothing more missed
+    third = await sync(store)  # nothing new: nothing more missed
     assert third.missed_by_webhook == 4
 
 
@@ -363,15 +330,9 @@ def _payload(sim: SimulatedStore, order: SimOrder) -> dict[str, Any]:
 
 
 async def test_an_older_version_never_overwrites_a_newer_one_and_deletes_stay(
-    app: FastAPI,
-    settings: Settings,
-    store_server: StoreServer,
-    fresh_domain: Callable[[str], str],
-    seller: Account,
-    anonymous: httpx.AsyncClient,
-    owner_engine: AsyncEngine,
+    connect: Connect, sync: Sync, anonymous: httpx.AsyncClient, owner_engine: AsyncEngine
 ) -> None:
-    sim, store = await connected(seller, store_server, fresh_domain, "woocommerce", 250)
+    sim, store = await connect("woocommerce", 250)
     assert isinstance(sim, SimulatedWooCommerce)
     by_change = sorted(sim.orders.values(), key=lambda order: (order.updated_at, order.id))
     newer, deleted = by_change[-1], by_change[-2]  # both on the last page
@@ -392,7 +353,7 @@ async def test_an_older_version_never_overwrites_a_newer_one_and_deletes_stay(
         )
         assert response.json() == {"outcome": "deleted"}
 
-    done = await sync(app, settings, store, progress=on_page(webhooks_meanwhile))
+    done = await sync(store, progress=on_page(webhooks_meanwhile))
 
     assert (done.state, done.imported, done.missed_by_webhook) == (SyncStatus.done, 250, 0)
     rows = await order_rows(owner_engine, store)
@@ -426,29 +387,29 @@ def stop() -> None:
 
 @pytest.mark.parametrize("platform", ["shopify", "woocommerce"])
 async def test_an_interrupted_run_resumes_after_its_last_page(
-    app: FastAPI,
-    settings: Settings,
+    connect: Connect,
+    sync: Sync,
     store_server: StoreServer,
     fresh_domain: Callable[[str], str],
     seller: Account,
     owner_engine: AsyncEngine,
     platform: str,
 ) -> None:
-    sim, store = await connected(seller, store_server, fresh_domain, platform, 450)
+    sim, store = await connect(platform, 450)
     other, credentials = twin(store_server, sim, fresh_domain)
     whole = await connect_store(seller, platform, other.domain, credentials)
-    await sync(app, settings, whole)
+    await sync(whole)
     uninterrupted = listings(other)
 
     with pytest.raises(Stop):
-        await sync(app, settings, store, progress=on_page(lambda: None, stop))
+        await sync(store, progress=on_page(lambda: None, stop))
 
     stopped = await sync_row(owner_engine, store)
     assert (stopped["state"], stopped["error"]) == ("failed", INTERRUPTED)
     assert len(listings(sim)) == 2
     assert stopped["imported"] == len(await order_rows(owner_engine, store)) >= 199
 
-    done = await sync(app, settings, store)
+    done = await sync(store)
 
     assert (done.state, done.imported) == (SyncStatus.done, 450)
     # The second run went on from page 3: between them, the two runs asked the store for
@@ -459,23 +420,16 @@ async def test_an_interrupted_run_resumes_after_its_last_page(
 
 
 async def test_a_cancelled_run_resumes_after_its_last_page(
-    app: FastAPI,
-    settings: Settings,
-    store_server: StoreServer,
-    fresh_domain: Callable[[str], str],
-    seller: Account,
-    owner_engine: AsyncEngine,
+    connect: Connect, sync: Sync, owner_engine: AsyncEngine
 ) -> None:
-    sim, store = await connected(seller, store_server, fresh_domain, "woocommerce", 450)
+    sim, store = await connect("woocommerce", 450)
     paused = asyncio.Event()
 
     async def hang() -> None:
         paused.set()
         await asyncio.sleep(3600)
 
-    task = asyncio.create_task(
-        sync(app, settings, store, progress=on_page(lambda: None, lambda: None, hang))
-    )
+    task = asyncio.create_task(sync(store, progress=on_page(lambda: None, lambda: None, hang)))
     await paused.wait()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -486,7 +440,7 @@ async def test_a_cancelled_run_resumes_after_its_last_page(
     assert stopped["imported"] == len(await order_rows(owner_engine, store)) >= 298
     assert len(listings(sim)) == 3
 
-    done = await sync(app, settings, store)
+    done = await sync(store)
     assert (done.state, done.imported) == (SyncStatus.done, 450)
     # It went on from the fourth page: no page was asked for twice.
     queries = [tuple(sorted(query.items())) for query in listings(sim)]
@@ -495,14 +449,8 @@ async def test_a_cancelled_run_resumes_after_its_last_page(
     assert len(await order_rows(owner_engine, store)) == 450
 
 
-async def test_one_sync_per_store_at_a_time(
-    app: FastAPI,
-    settings: Settings,
-    store_server: StoreServer,
-    fresh_domain: Callable[[str], str],
-    seller: Account,
-) -> None:
-    sim, store = await connected(seller, store_server, fresh_domain, "woocommerce", 250)
+async def test_one_sync_per_store_at_a_time(connect: Connect, sync: Sync) -> None:
+    sim, store = await connect("woocommerce", 250)
     first_page = asyncio.Event()
     release = asyncio.Event()
 
@@ -510,9 +458,9 @@ async def test_one_sync_per_store_at_a_time(
         first_page.set()
         await release.wait()
 
-    running = asyncio.create_task(sync(app, settings, store, progress=on_page(hold)))
+    running = asyncio.create_task(sync(store, progress=on_page(hold)))
     await first_page.wait()
-    second = await sync(app, settings, store)
+    second = await sync(store)
     release.set()
     first = await running
 
@@ -522,10 +470,7 @@ async def test_one_sync_per_store_at_a_time(
 
 
 async def test_rls_keeps_a_run_to_its_own_sellers_orders(
-    app: FastAPI,
-    seller: Account,
-    other_seller: Account,
-    owner_engine: AsyncEngine,
+    app: FastAPI, seller: Account, other_seller: Account, owner_engine: AsyncEngine
 ) -> None:
     """The write the engine makes for a page, acting as one seller, into another's store:
     PostgreSQL refuses it, whatever the code asked."""
@@ -554,7 +499,7 @@ async def test_rls_keeps_a_run_to_its_own_sellers_orders(
         {"integration_id": mine.id, "user_id": seller.id, "platform": "woocommerce"}
         | writer.batch_parameters([version]),
     )
-    assert [tuple(row) for row in written] == [("1", True)]
+    assert [tuple(row) for row in written] == [("1", version.source_updated_at)]
     await db.end(commit=True)
     [row] = await fetch(
         owner_engine, "SELECT user_id FROM orders WHERE integration_id = :id", id=mine.id

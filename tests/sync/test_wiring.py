@@ -18,10 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from astra.sync.queue import RECONCILE, SYNC_STORE
 from astra.sync.worker import worker_options
+from testkit.simulators.base import SimulatedStore
 from testkit.simulators.server import StoreServer
-from testkit.stores import Store, orders_of
+from testkit.stores import Store, connect_store, orders_of
 from tests.conftest import Account, TestDatabase, running
-from tests.sync.test_engine import connected
+from tests.sync.test_engine import shopify, woocommerce
 
 BASE = "/api/integrations"
 
@@ -31,6 +32,22 @@ async def app(test_database: TestDatabase, store_server: StoreServer) -> AsyncIt
     """The app (and its job queue) calling the simulated stores."""
     async with running(store_server.settings(test_database.settings)) as application:
         yield application
+
+
+async def connected(
+    account: Account,
+    server: StoreServer,
+    fresh_domain: Callable[[str], str],
+    platform: str,
+    count: int,
+) -> tuple[SimulatedStore, Store]:
+    """A simulated store of `count` orders over a year, connected by `account` with API
+    credentials."""
+    if platform == "shopify":
+        sim, credentials = shopify(server, fresh_domain("wired{}.myshopify.com"), count)
+    else:
+        sim, credentials = woocommerce(server, fresh_domain("wired{}.example.com"), count)
+    return sim, await connect_store(account, platform, sim.domain, credentials)
 
 
 async def work(app: FastAPI) -> None:

@@ -23,16 +23,15 @@ from astra.access import ensure_visible
 from astra.auth.principal import Principal
 from astra.crypto import decrypt, decrypt_optional, encrypt
 from astra.db.session import Transaction, act_as
-from astra.db.tables import CredentialsKind, WebhookStatus, integrations, store_webhooks
+from astra.db.tables import WebhookStatus, integrations, store_webhooks
 from astra.errors import AstraError
 from astra.settings import Settings
 from astra.stores.api import (
     Credentials,
     RemoteWebhook,
-    ShopifyAppCredentials,
     ShopifyLegacyCredentials,
     StoreApi,
-    WooCommerceCredentials,
+    stored_credentials,
 )
 from astra.stores.net import Resolver
 from astra.stores.problems import StoreProblem
@@ -224,12 +223,7 @@ async def _load(
 def _credentials(kind: str | None, sealed_json: str | None) -> Credentials | None:
     if kind is None or sealed_json is None:
         return None
-    fields: dict[str, Any] = json.loads(sealed_json)
-    if kind == CredentialsKind.shopify_app:
-        return ShopifyAppCredentials(fields["client_id"], fields["client_secret"])
-    if kind == CredentialsKind.shopify_token:
-        return ShopifyLegacyCredentials(fields["access_token"], fields.get("client_secret"))
-    return WooCommerceCredentials(fields["consumer_key"], fields["consumer_secret"])
+    return stored_credentials(kind, json.loads(sealed_json))
 
 
 def _require(credentials: Credentials | None) -> Credentials:

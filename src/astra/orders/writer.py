@@ -3,7 +3,8 @@
 One row per store order (`integration_id`, `platform_order_id`). Its rules:
 - the newest version wins by the order's own `updated_at` (`source_updated_at`); ties go to
   the later arrival, since Shopify sends orders/paid and orders/updated for one change with
-  one updated_at. Under READ COMMITTED, ON CONFLICT compares with the newest committed row;
+  one updated_at (a sync's listing, though, never replaces a version as new as its own).
+  Under READ COMMITTED, ON CONFLICT compares with the newest committed row;
 - a delete keeps the last full version and marks it deleted, and never wins over a version
   the store made after the delete (`deleted_at`, the platform's moment of deletion);
 - only a restore brings a deleted order back, and only with a version the store made after
@@ -140,23 +141,31 @@ def store_version(
 
 
 def store_versions(*, origin: OrderOrigin) -> ReturningInsert[Any]:
-    """`store_version` for many orders of one integration at once (each order at most once),
-    none of them undeleting one: parameters `integration_id`, `user_id`, `platform` and
-    `batch_parameters(versions)`. Returns one row per order written: its
-    `platform_order_id`, and `created` when it was new."""
+    """`store_version` for a page of a sync's orders, of one integration, each order at
+    most once: parameters `integration_id`, `user_id`, `platform` and
+    `batch_parameters(versions)`. None undeletes an order, and a version only as new as the
+    stored one leaves it as it is: the store's webhook sent the whole order, and a listing
+    may show less of it. Returns the `platform_order_id` and `source_updated_at` of each
+    order written: new, or newer than the version stored."""
     values = select(*_BATCH_VALUES, _constant(origin)).select_from(_INCOMING)
     statement = insert(orders).from_select((*_PLAIN, "raw", "origin"), values)
-    return _newest_wins(statement, false()).returning(
-        orders.c.platform_order_id,
-        # A row version no transaction has replaced yet is one this statement inserted.
-        literal_column("xmax = 0", Boolean).label("created"),
+    return _newest_wins(statement, false(), replace_equal=False).returning(
+        orders.c.platform_order_id, orders.c.source_updated_at
     )
 
 
-def _newest_wins(statement: Insert, restore: ColumnElement[bool]) -> Insert:
-    """On conflict, the version replaces the stored one unless that one is newer; a delete
-    stays unless `restore` and the version is newer than the delete."""
+def _newest_wins(
+    statement: Insert, restore: ColumnElement[bool], *, replace_equal: bool = True
+) -> Insert:
+    """On conflict, the version replaces the stored one unless that one is newer (or as
+    new, without `replace_equal`); a delete stays unless `restore` and the version is newer
+    than the delete."""
     new = statement.excluded
+    newer = (
+        new.source_updated_at >= orders.c.source_updated_at
+        if replace_equal
+        else new.source_updated_at > orders.c.source_updated_at
+    )
     return statement.on_conflict_do_update(
         constraint="orders_integration_order_key",
         set_={
@@ -168,10 +177,7 @@ def _newest_wins(statement: Insert, restore: ColumnElement[bool]) -> Insert:
                 else_=orders.c.deleted_at,
             ),
         },
-        where=or_(
-            orders.c.source_updated_at.is_(None),
-            new.source_updated_at >= orders.c.source_updated_at,
-        ),
+        where=or_(orders.c.source_updated_at.is_(None), newer),
     )
 
 

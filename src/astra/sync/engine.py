@@ -25,7 +25,7 @@ import asyncio
 import logging
 import random
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,12 +33,11 @@ from functools import partial
 from typing import Any, Final, TypeVar
 
 import orjson
-from sqlalchemy import Row, Text, any_, bindparam, select, text, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import Row, bindparam, select, text, update
 
 from astra.crypto import decrypt, encrypt
 from astra.db.session import Database, Transaction, act_as, begin
-from astra.db.tables import OrderOrigin, integrations, orders
+from astra.db.tables import OrderOrigin, integrations
 from astra.errors import NotFound
 from astra.orders import writer
 from astra.orders.writer import OrderVersion
@@ -80,16 +79,6 @@ _SAVE_TOKEN = (
     .where(integrations.c.id == bindparam("integration"))
     .values(access_token=bindparam("token"), access_token_expires_at=bindparam("token_expires_at"))
 )
-# The stored versions of a page's orders, locked until the page commits: a webhook storing
-# one of them meanwhile waits, so the comparison below is with what the write replaces.
-_LOCK_STORED = (
-    select(orders.c.platform_order_id, orders.c.source_updated_at)
-    .where(
-        orders.c.integration_id == bindparam("integration_id"),
-        orders.c.platform_order_id == any_(bindparam("order_ids", type_=ARRAY(Text))),
-    )
-    .with_for_update()
-)
 _STORE_PAGE = writer.store_versions(origin=OrderOrigin.sync)
 
 
@@ -111,39 +100,21 @@ class RetryPolicy:
 DEFAULT_RETRY: Final = RetryPolicy()
 
 
-def missed_by_webhook(
-    version: OrderVersion,
-    *,
-    created: bool,
-    stored: Mapping[str, datetime | None],
-    connected_at: datetime,
-) -> bool:
-    """Whether writing `version` recovered a change the webhooks missed.
+def missed_by_webhook(written: Iterable[datetime | None], *, connected_at: datetime) -> int:
+    """How many of the versions a sync wrote recovered a change the webhooks missed.
 
-    `missed_by_webhook` counts the versions a sync wrote that are a new order, or newer (by
-    the store's own `updated_at`) than the version stored, and that the store made after
+    `missed_by_webhook` counts the versions a sync wrote, that is new orders and versions
+    newer (by the store's own `updated_at`) than the one stored, that the store made after
     the integration was connected (`connected_at`, its `created_at`): a webhook should
-    have delivered each of them and none did. Not counted: orders last changed before the
-    connection (backfill), a version equal to the stored one (the overlap between two
-    syncs), a version older than the stored one (not written), an order a webhook stored
-    while the sync was writing it, and versions without an `updated_at`.
-
-    `created`: the write inserted the order. `stored`: the `updated_at` of each of the
-    page's orders stored when the page was locked, before the write.
+    have delivered each of them, and none had when the sync wrote it. Not counted: orders
+    last changed before the connection (backfill, not misses), versions as new as the one
+    stored (the overlap between two syncs, or a webhook that was there first) or older
+    (not written), and versions without an `updated_at`. `written`: the `updated_at` of
+    each version written.
     """
-    changed = version.source_updated_at
     # Stores give their times to the second, so a change within the second the integration
     # was connected may pass for one before it: a miss is claimed only when certain.
-    if changed is None or changed <= connected_at:
-        return False
-    if created:
-        return True
-    if version.platform_order_id not in stored:
-        # Nothing was stored when the page was locked, yet the write found a row: a
-        # webhook delivered the order meanwhile.
-        return False
-    replaced = stored[version.platform_order_id]
-    return replaced is None or replaced < changed
+    return sum(1 for changed in written if changed is not None and changed > connected_at)
 
 
 async def run_sync(
@@ -319,23 +290,14 @@ class _Sync:
 
     async def _write(self, db: Transaction, versions: list[OrderVersion]) -> int:
         """Store the versions; how many of them recovered a change the webhooks missed."""
-        ids = [version.platform_order_id for version in versions]
-        key = {"integration_id": self._run.integration_id}
-        stored = {
-            row.platform_order_id: row.source_updated_at
-            for row in await db.execute(_LOCK_STORED, key | {"order_ids": ids})
+        params = {
+            "integration_id": self._run.integration_id,
+            "user_id": self._owner,
+            "platform": self._target.type,
         }
-        params = key | {"user_id": self._owner, "platform": self._target.type}
         written = await db.execute(_STORE_PAGE, params | writer.batch_parameters(versions))
-        by_id = {version.platform_order_id: version for version in versions}
-        return sum(
-            missed_by_webhook(
-                by_id[row.platform_order_id],
-                created=row.created,
-                stored=stored,
-                connected_at=self._target.created_at,
-            )
-            for row in written
+        return missed_by_webhook(
+            (row.source_updated_at for row in written), connected_at=self._target.created_at
         )
 
     async def _keep_token(self, db: Transaction, store: StoreApi) -> None:

@@ -8,11 +8,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
+from astra import connections as connection
 from astra.auth.deps import CurrentUser
 from astra.db.session import Db
 from astra.db.tables import WebhookStatus
 from astra.http import FastJSONResponse, SettingsDep, error_responses
-from astra.integrations import connection, service
+from astra.integrations import service
 from astra.integrations.schemas import (
     ConnectionCheckRead,
     DeliveryList,

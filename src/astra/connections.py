@@ -11,6 +11,7 @@ for the call; nothing the store sends back is shown but through `StoreProblem` s
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,8 +23,8 @@ from sqlalchemy.dialects.postgresql import insert
 from astra.access import ensure_visible
 from astra.auth.principal import Principal
 from astra.crypto import decrypt, decrypt_optional, encrypt
-from astra.db.session import Transaction, act_as
-from astra.db.tables import WebhookStatus, integrations, store_webhooks
+from astra.db.session import Database, Transaction, act_as, begin
+from astra.db.tables import Role, WebhookStatus, integrations, store_webhooks
 from astra.errors import AstraError
 from astra.settings import Settings
 from astra.stores.api import (
@@ -33,9 +34,11 @@ from astra.stores.api import (
     StoreApi,
     stored_credentials,
 )
-from astra.stores.net import Resolver
+from astra.stores.net import Resolver, resolve_host
 from astra.stores.problems import StoreProblem
 from astra.stores.shopify import AccessToken
+
+log = logging.getLogger(__name__)
 
 NO_CREDENTIALS = (
     "Add the store's API credentials (Edit > Connect the store's API) so Astra can check "
@@ -314,3 +317,41 @@ async def _save_webhooks(
         .where(integrations.c.id == integration_id)
         .values(webhooks_status=worst.value if worst else None)
     )
+
+
+async def keep_webhooks_healthy(
+    database: Database,
+    settings: Settings,
+    integration_id: uuid.UUID,
+    owner_id: uuid.UUID,
+    *,
+    resolver: Resolver = resolve_host,
+) -> list[RemoteWebhook] | None:
+    """The daily check, as the integration's owner: read the webhooks Astra registered at
+    the store, and set them up again when one is missing (Shopify removed it) or disabled
+    (WooCommerce switched it off), at the address they were registered with. The card
+    shows what was found. None when there is nothing to check or the store cannot say."""
+    owner = Principal(id=owner_id, email="", role=Role.seller)
+    async with begin(database) as db:
+        await act_as(db, owner_id)
+        address = (await db.execute(_REGISTERED, {"id": integration_id})).first()
+        if address is None:
+            return None
+        try:
+            hooks = await read_webhooks(
+                db, owner, integration_id, address=address.address, settings=settings,
+                resolver=resolver,
+            )  # fmt: skip
+            if all(hook.status == WebhookStatus.active for hook in hooks):
+                return hooks
+            log.info("store webhooks set up again", extra={"integration_id": str(integration_id)})
+            return await set_up_webhooks(
+                db, owner, integration_id, address=address.address, settings=settings,
+                resolver=resolver,
+            )  # fmt: skip
+        except WebhookSetupFailed as exc:
+            log.warning(
+                "store webhooks not checked",
+                extra={"integration_id": str(integration_id), "problem": exc.extra["problem"]},
+            )
+            return None

@@ -16,10 +16,11 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from astra.sync.queue import RECONCILE, SYNC_STORE
+from astra.sync.queue import RECONCILE, SYNC_STORE, WEBHOOK_HEALTH
 from astra.sync.worker import worker_options
 from testkit.simulators.base import SimulatedStore
 from testkit.simulators.server import StoreServer
+from testkit.simulators.woocommerce import SimulatedWooCommerce
 from testkit.stores import Store, connect_store, orders_of
 from tests.conftest import Account, TestDatabase, running
 from tests.sync.test_engine import shopify, woocommerce
@@ -175,3 +176,26 @@ async def test_astra_sync_runs_one_in_the_terminal(
         assert process.returncode == 1
         expected = "the sync failed" if outcome == "failed" else "No integration with this id"
         assert expected in err.decode()
+
+
+async def test_the_daily_check_sets_up_again_a_webhook_woocommerce_disabled(
+    app: FastAPI,
+    seller: Account,
+    store_server: StoreServer,
+    fresh_domain: Callable[[str], str],
+) -> None:
+    woo = store_server.add(SimulatedWooCommerce(fresh_domain("health{}.example.com")))
+    key = woo.add_key()
+    credentials = {"consumer_key": key.consumer_key, "consumer_secret": key.consumer_secret}
+    store = await connect_store(seller, "woocommerce", woo.domain, credentials)
+    assert (await seller.client.post(f"{BASE}/{store.id}/webhooks")).status_code == 200
+    # WooCommerce switches a webhook off after failed deliveries, and tells nobody.
+    hook = next(iter(woo.webhooks.values()))
+    hook.status = "disabled"
+
+    await app.state.jobs.configure_task(WEBHOOK_HEALTH).defer_async()
+    await work(app)
+
+    assert {h.status for h in woo.webhooks.values()} == {"active"}
+    card = (await seller.client.get(f"{BASE}/{store.id}")).json()
+    assert card["connection"]["webhooks"] == "active"

@@ -25,6 +25,7 @@ from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
+from astra.connections import keep_webhooks_healthy
 from astra.db.session import Database, begin
 from astra.db.urls import app_url
 from astra.errors import NotFound
@@ -40,6 +41,8 @@ PRUNE_JOBS = "astra.prune_jobs"
 RETRY_STALLED_JOBS = "astra.retry_stalled_jobs"
 SYNC_STORE = "astra.sync_store"
 RECONCILE = "astra.reconcile"
+WEBHOOK_HEALTH = "astra.webhook_health"
+WITH_WEBHOOKS = text("SELECT * FROM public.app_integrations_with_webhooks()")
 TO_RECONCILE = text("SELECT id FROM public.app_integrations_to_reconcile() AS id")
 # How the queue's own connections show in pg_stat_activity, apart from the request pool's.
 QUEUE_APPLICATION_NAME = "astra-queue"
@@ -185,6 +188,19 @@ def job_app(settings: Settings, database: Database) -> procrastinate.App:
         for integration_id in ids:
             await defer_sync(app, integration_id)
         return len(ids)
+
+    # Daily: the webhooks Astra registered still exist and are active, else set up again.
+    @app.periodic(cron=schedule.webhook_health, periodic_id="webhook-health")
+    @app.task(
+        name=WEBHOOK_HEALTH, queueing_lock=WEBHOOK_HEALTH, lock=WEBHOOK_HEALTH,
+        retry=RETRY_INTERRUPTED,
+    )  # fmt: skip
+    async def webhook_health_task(timestamp: int | None = None) -> int:
+        async with begin(database) as db:
+            targets = list(await db.execute(WITH_WEBHOOKS))
+        for target in targets:
+            await keep_webhooks_healthy(database, settings, target.integration_id, target.user_id)
+        return len(targets)
 
     return app
 

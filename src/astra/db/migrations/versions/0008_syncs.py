@@ -65,8 +65,23 @@ $$;
 ALTER FUNCTION public.app_integrations_to_reconcile() OWNER TO astra_definer;
 REVOKE EXECUTE ON FUNCTION public.app_integrations_to_reconcile() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION public.app_integrations_to_reconcile() TO astra_app;
-GRANT SELECT (id, is_active, credentials_kind, superseded_at) ON public.integrations
-  TO astra_definer;
+
+-- What the daily webhook check looks at: each active integration with credentials whose
+-- order webhooks Astra registered, with its owner, whom the check then acts as.
+CREATE FUNCTION public.app_integrations_with_webhooks()
+RETURNS TABLE (integration_id uuid, user_id uuid)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+  SELECT DISTINCT i.id, i.user_id FROM public.integrations i
+  JOIN public.store_webhooks w ON w.integration_id = i.id
+  WHERE i.is_active AND i.credentials_kind IS NOT NULL
+  ORDER BY i.id
+$$;
+GRANT SELECT ON public.store_webhooks TO astra_definer;
+CREATE POLICY store_webhooks_definer_read ON public.store_webhooks FOR SELECT TO astra_definer
+  USING (true);
+ALTER FUNCTION public.app_integrations_with_webhooks() OWNER TO astra_definer;
+REVOKE EXECUTE ON FUNCTION public.app_integrations_with_webhooks() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION public.app_integrations_with_webhooks() TO astra_app;
 """
 
 
@@ -77,6 +92,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     run_script(
         """
+        DROP FUNCTION public.app_integrations_with_webhooks();
+        DROP POLICY store_webhooks_definer_read ON public.store_webhooks;
+        REVOKE SELECT ON public.store_webhooks FROM astra_definer;
         DROP FUNCTION public.app_integrations_to_reconcile();
         DROP TABLE public.syncs;
         ALTER TABLE public.orders DROP COLUMN origin;

@@ -5,6 +5,7 @@ integration with credentials; `astra sync ID` runs one in the terminal."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import uuid
@@ -199,3 +200,29 @@ async def test_the_daily_check_sets_up_again_a_webhook_woocommerce_disabled(
     assert {h.status for h in woo.webhooks.values()} == {"active"}
     card = (await seller.client.get(f"{BASE}/{store.id}")).json()
     assert card["connection"]["webhooks"] == "active"
+
+
+async def test_reconciliation_runs_by_itself_on_a_short_interval(
+    test_database: TestDatabase,
+    store_server: StoreServer,
+    seller: Account,
+    fresh_domain: Callable[[str], str],
+    owner_engine: AsyncEngine,
+) -> None:
+    """Nobody asks: a worker left running reconciles every ASTRA_SYNC_INTERVAL_SECONDS (2 s
+    here), so orders the store has and no webhook delivered arrive by themselves."""
+    settings = store_server.settings(test_database.settings, sync_interval_seconds=2)
+    _, store = await connected(seller, store_server, fresh_domain, "woocommerce", 25)
+    async with running(settings) as application:
+        options = worker_options(settings, concurrency=2, name="ticking")
+        worker = asyncio.create_task(application.state.jobs.run_worker_async(**options))
+        try:
+            for _ in range(100):  # at most 10 s
+                if len(await orders_of(owner_engine, store)) == 25:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+    assert len(await orders_of(owner_engine, store)) == 25

@@ -175,6 +175,32 @@ async def test_rls_keeps_each_seller_to_their_own_syncs(
         assert (await connection.execute(text("SELECT count(*) FROM syncs"))).scalar_one() == 0
 
 
+async def test_read_many_reads_a_page_of_syncs_as_rls_lets_the_caller(
+    database: Database, world: dict[str, uuid.UUID]
+) -> None:
+    """The cards' one query: the caller's syncs among those asked for, no row for a store
+    that never synced or that the caller may not see."""
+    db = await acting(database, world["alice"])
+    assert await state.claim(db, world["alice_shop"], world["alice"]) is not None
+    await db.end(commit=True)
+    db = await acting(database, world["bob"])
+    assert await state.claim(db, world["bob_shop"], world["bob"]) is not None
+    await db.end(commit=True)
+
+    shops = [world["alice_shop"], world["bob_shop"], uuid.uuid4()]
+    for person, visible in (
+        ("alice", {world["alice_shop"]}),
+        ("bob", {world["bob_shop"]}),
+        ("root", {world["alice_shop"], world["bob_shop"]}),
+    ):
+        db = await acting(database, world[person])
+        found = await state.read_many(db, shops)
+        assert set(found) == visible, person
+        assert {sync.state for sync in found.values()} == {SyncStatus.running}
+        assert await state.read_many(db, []) == {}
+        await db.end(commit=False)
+
+
 def test_0008_up_down_up_and_old_orders_came_by_webhook(test_database: TestDatabase) -> None:
     name = f"astra_migration_0008_{uuid.uuid4().hex[:8]}"
     _create_database(test_database.owner_url, name)

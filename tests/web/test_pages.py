@@ -7,6 +7,7 @@ import re
 
 import httpx
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from astra.web.redirects import HOME, safe_next
@@ -245,3 +246,82 @@ async def test_cards_say_how_many_orders_arrived_and_when(
         r'<p class="card-orders"><b>Paused — orders are kept</b>3 orders · last <time ',
         card_html(html, "linen-and-co.myshopify.com store"),
     )
+
+
+async def test_cards_draw_each_sync_state(seller: Account, owner_engine: AsyncEngine) -> None:
+    """Server-rendered sync lines (tests/ui/test_sync_card.py drives them in a browser): a
+    bar with its numbers, an indeterminate one without a total, the last sync and what it
+    recovered, a failure and Try again in place of Sync now; nothing new before the first."""
+    # A running sync holds a live claim (syncs_running_claim).
+    RUNNING = "state = 'running', run_id = gen_random_uuid(), heartbeat_at = now()"
+    states = {
+        "running": f"{RUNNING}, imported = 1250, total = 4000",
+        "unknown": f"{RUNNING}, imported = 0, total = NULL",
+        "done": "state = 'done', missed_by_webhook = 12, last_synced_at = now()",
+        "quiet": "state = 'done', missed_by_webhook = 0, last_synced_at = now()",
+        "failed": "state = 'failed', error = 'The store took too long to answer.'",
+        "never": None,
+    }
+    for name, values in states.items():
+        created = await seller.client.post(
+            "/api/integrations",
+            json={
+                "name": name,
+                "type": "woocommerce",
+                "domain": f"{name}.example.com",
+                "credentials": {
+                    "consumer_key": "ck_" + "a" * 40,
+                    "consumer_secret": "cs_" + "b" * 40,
+                },
+            },
+        )
+        assert created.status_code == 201, created.text
+        if values is None:
+            continue
+        async with owner_engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO syncs (integration_id, user_id, state) "
+                    "SELECT id, user_id, 'queued' FROM integrations WHERE id = :id"
+                ),
+                {"id": created.json()["id"]},
+            )
+            await connection.execute(
+                text(f"UPDATE syncs SET {values} WHERE integration_id = :id"),
+                {"id": created.json()["id"]},
+            )
+
+    html = (await seller.client.get("/settings/integrations")).text
+    cards = {name: card_html(html, name) for name in states}
+    assert re.search(
+        r'<progress max="4000" value="1250" aria-label="Importing past orders of running">'
+        r"</progress><span>Importing past orders · 1,250 of 4,000</span>",
+        cards["running"],
+    )
+    assert " data-syncing>" in cards["running"] and " data-syncing>" in cards["unknown"]
+    assert '<progress aria-label="Importing past orders of unknown"></progress>' in cards["unknown"]
+    assert re.search(
+        r'<p class="card-sync">Last synced <time datetime="[\dT:Z-]+">seconds ago</time> · '
+        r"12 recovered by sync</p>",
+        cards["done"],
+    )
+    assert "recovered" not in cards["quiet"] and "Last synced" in cards["quiet"]
+    assert (
+        '<p class="card-sync" data-tone="warn">The store took too long to answer. '
+        '<button data-action="sync" aria-label="Try syncing failed again">Try again</button></p>'
+    ) in cards["failed"]
+    assert "Sync now" not in cards["failed"]
+    assert "card-sync" not in cards["never"] and "Sync now" in cards["never"]
+    for name in ("running", "done", "quiet", "never"):
+        assert 'data-action="sync" aria-label="Sync now for' in cards[name], name
+    for name in ("done", "quiet", "failed", "never"):
+        assert "data-syncing" not in cards[name], name
+    # The fragment a polling card fetches draws the same.
+    fragment = await seller.client.get(f"/settings/integrations/cards/{_id(html, 'running')}")
+    assert card_html(fragment.text, "running") == cards["running"]
+
+
+def _id(html: str, name: str) -> str:
+    match = re.search(r'data-id="([0-9a-f-]{36})"', card_html(html, name))
+    assert match
+    return match.group(1)

@@ -20,6 +20,7 @@ from astra.integrations.api import to_read, webhook_base
 from astra.integrations.schemas import IntegrationRead
 from astra.integrations.service import IntegrationRow
 from astra.settings import Settings
+from astra.sync import state as sync_state
 from astra.web.redirects import login_redirect
 from astra.web.templating import page_templates, render
 
@@ -113,11 +114,14 @@ CARDS = "/settings/integrations/cards"
 NEXT_CURSOR = "Astra-Next-Cursor"
 
 
-def _cards(
-    request: Request, settings: Settings, rows: list[IntegrationRow]
-) -> list[IntegrationRead]:
+async def _cards(
+    request: Request, db: Db, settings: Settings, rows: list[IntegrationRow]
+) -> dict[str, object]:
+    """What _cards.html draws: the stores, and their syncs read in one query for them all."""
     base = webhook_base(request, settings)
-    return [to_read(row, base) for row in rows]
+    cards = [to_read(row, base) for row in rows]
+    syncs = await sync_state.read_many(db, [card.id for card in cards])
+    return {"integrations": cards, "syncs": syncs}
 
 
 @router.get("/settings/integrations", response_model=None)
@@ -129,7 +133,7 @@ async def integrations_page(
     page = await service.list_integrations(db, user, limit=PAGE_SIZE, cursor=None)
     context = {
         "user": user,
-        "integrations": _cards(request, settings, page.rows),
+        **await _cards(request, db, settings, page.rows),
         "next_cursor": page.next_cursor,
         "grace_hours": settings.secret_grace_hours,
     }
@@ -148,7 +152,7 @@ async def cards_fragment(
 ) -> HTMLResponse:
     """The page of cards after `cursor`: what "Show more stores" appends."""
     page = await service.list_integrations(db, user, limit=PAGE_SIZE, cursor=cursor)
-    context = {"user": user, "integrations": _cards(request, settings, page.rows)}
+    context = {"user": user, **await _cards(request, db, settings, page.rows)}
     response = render(templates, request, "_cards.html", context)
     if page.next_cursor:
         response.headers[NEXT_CURSOR] = page.next_cursor
@@ -161,5 +165,5 @@ async def card_fragment(
 ) -> HTMLResponse:
     """One store's card as it is now (403 another seller's, 404 none), after a change."""
     row = await service.get_integration(db, user, integration_id)
-    context = {"user": user, "integrations": _cards(request, settings, [row])}
+    context = {"user": user, **await _cards(request, db, settings, [row])}
     return render(templates, request, "_cards.html", context)

@@ -159,6 +159,22 @@ async def read(db: Transaction, integration_id: uuid.UUID) -> SyncState:
     return SyncState.from_row(row)
 
 
+_READ_MANY = select(syncs.c.integration_id, *STATE_COLUMNS).where(
+    syncs.c.integration_id.in_(bindparam("syncs_of", expanding=True))
+)
+
+
+async def read_many(
+    db: Transaction, integration_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, SyncState]:
+    """The syncs of these integrations, in one query (a page of cards): only those RLS lets
+    the caller see, and only those that ever synced (the others are NEVER)."""
+    if not integration_ids:
+        return {}
+    rows = (await db.execute(_READ_MANY, {"syncs_of": integration_ids})).all()
+    return {row.integration_id: SyncState.from_row(row) for row in rows}
+
+
 # A run resumes the unfinished listing it finds (a saved cursor), or starts a new one:
 # everything the first time, then what changed since the last finished run began.
 _FRESH = syncs.c.cursor.is_(None)

@@ -109,7 +109,27 @@ async function refreshCard(id) {
   // Keyboard users keep their place: from the old card's button to the same one on the new.
   if (focused) focusAfter(focused).focus();
   syncEmptyState();
+  if (card.hasAttribute("data-syncing")) watchSync(id);
   return result;
+}
+
+// Cards whose sync is queued or running: redrawn every 2 s, so the bar moves, until it ends
+// or the card leaves the page.
+const watched = new Set();
+const SYNC_POLL_MS = 2000;
+
+function watchSync(id) {
+  if (watched.has(id)) return;
+  watched.add(id);
+  const poll = async () => {
+    if (!cardById(id)?.hasAttribute("data-syncing")) {
+      watched.delete(id);
+      return;
+    }
+    await refreshCard(id);
+    setTimeout(poll, SYNC_POLL_MS);
+  };
+  setTimeout(poll, SYNC_POLL_MS);
 }
 
 function syncEmptyState() {
@@ -514,6 +534,7 @@ const ACTIONS = {
   test: ["Testing…", testConnection],
   reenable: ["Re-enabling…", setUpWebhooks],
   setup: ["Setting up…", setUpWebhooks],
+  sync: ["Syncing…", syncNow],
 };
 
 /** Test the credentials; when they work and Astra set webhooks up, read how they are now. */
@@ -527,6 +548,12 @@ async function testConnection(store) {
 async function setUpWebhooks(store) {
   const result = await api("POST", `/api/integrations/${store.id}/webhooks`);
   return result.ok ? DONE : result.problem;
+}
+
+/** Queue an import of the store's orders; the redrawn card then follows it. */
+async function syncNow(store) {
+  const result = await api("POST", `/api/integrations/${store.id}/sync`);
+  return result.ok ? "Importing past orders…" : result.problem;
 }
 
 async function storeAction(action, store, button) {
@@ -573,6 +600,7 @@ initCredentials({
   removed: (id) => refreshCard(id),
 });
 readWebhooks();
+for (const card of grid.querySelectorAll("article[data-syncing]")) watchSync(card.dataset.id);
 restoreFocusOnClose(dialog, focusAfter);
 restoreFocusOnClose(deleteDialog, focusAfter);
 initHeader();

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -146,16 +147,13 @@ async def set_up_webhooks(
     credentials = _require(connection.credentials)
     if isinstance(credentials, ShopifyLegacyCredentials) and not credentials.client_secret:
         raise WebhookSetupFailed("no_credentials", NO_SIGNING_KEY)
-    await db.end(commit=True)
-    try:
-        async with _store(settings, connection, resolver) as store:
-            hooks = await store.register_webhooks(address, connection.webhook_secret)
-    except StoreProblem as exc:
-        raise WebhookSetupFailed(exc.problem, exc.message) from None
-    await act_as(db, principal.id)
-    await _save_token(db, integration_id, connection.token, store.token, settings)
-    await _save_webhooks(db, integration_id, hooks, address)
-    return hooks
+
+    async def register(store: StoreApi) -> list[RemoteWebhook]:
+        return await store.register_webhooks(address, connection.webhook_secret)
+
+    return await _at_store(
+        db, principal, integration_id, connection, register, address, settings, resolver
+    )
 
 
 async def read_webhooks(
@@ -171,10 +169,31 @@ async def read_webhooks(
     (Shopify removes a subscription that keeps failing; WooCommerce disables it)."""
     connection = await _load(db, principal, integration_id, settings.encryption_key)
     _require(connection.credentials)
+
+    async def read(store: StoreApi) -> list[RemoteWebhook]:
+        return await store.webhook_states(address)
+
+    return await _at_store(
+        db, principal, integration_id, connection, read, address, settings, resolver
+    )
+
+
+async def _at_store(
+    db: Transaction,
+    principal: Principal,
+    integration_id: uuid.UUID,
+    connection: _Connection,
+    call: Callable[[StoreApi], Awaitable[list[RemoteWebhook]]],
+    address: str,
+    settings: Settings,
+    resolver: Resolver,
+) -> list[RemoteWebhook]:
+    """Ask the store about its webhooks with no database connection held, then keep, as
+    the caller again, the token it may have renewed and what it said of each topic."""
     await db.end(commit=True)
     try:
         async with _store(settings, connection, resolver) as store:
-            hooks = await store.webhook_states(address)
+            hooks = await call(store)
     except StoreProblem as exc:
         raise WebhookSetupFailed(exc.problem, exc.message) from None
     await act_as(db, principal.id)

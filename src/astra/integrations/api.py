@@ -228,15 +228,12 @@ async def set_up_webhooks(
 ) -> WebhooksRead:
     """Register the order webhooks at the store (idempotent: a second call creates nothing
     new, and re-enables a disabled one). 409 with `problem` when the store refuses."""
-    hooks = await connection.set_up_webhooks(
-        db,
-        user,
-        integration_id,
-        address=webhook_url(webhook_base(request, settings), integration_id),
-        settings=settings,
-        resolver=resolver,
+    address = webhook_url(webhook_base(request, settings), integration_id)
+    return _webhooks(
+        await connection.set_up_webhooks(
+            db, user, integration_id, address=address, settings=settings, resolver=resolver
+        )
     )
-    return _webhooks(hooks)
 
 
 @router.get("/{integration_id}/webhooks", responses=error_responses(401, 403, 404, 409, 422))
@@ -249,15 +246,12 @@ async def read_webhooks(
     resolver: StoreResolver,
 ) -> WebhooksRead:
     """The order webhooks as the store has them now: active, disabled or missing."""
-    hooks = await connection.read_webhooks(
-        db,
-        user,
-        integration_id,
-        address=webhook_url(webhook_base(request, settings), integration_id),
-        settings=settings,
-        resolver=resolver,
+    address = webhook_url(webhook_base(request, settings), integration_id)
+    return _webhooks(
+        await connection.read_webhooks(
+            db, user, integration_id, address=address, settings=settings, resolver=resolver
+        )
     )
-    return _webhooks(hooks)
 
 
 def _webhooks(hooks: list[RemoteWebhook]) -> WebhooksRead:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -16,17 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from astra.db import migrate
 from astra.db.session import Database, Transaction, act_as
 from astra.db.tables import SyncStatus
-from astra.db.urls import app_url
 from astra.sync import state
 from tests.conftest import TestDatabase, _create_database, make_user
-
-
-@pytest.fixture
-async def database(test_database: TestDatabase) -> AsyncIterator[Database]:
-    """The runtime role, as the app and the job workers connect."""
-    db = Database(app_url(test_database.settings), pool_size=2, max_overflow=0)
-    yield db
-    await db.dispose()
 
 
 @pytest.fixture

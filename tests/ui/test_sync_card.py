@@ -79,11 +79,12 @@ async def test_sync_now_shows_progress_then_what_it_recovered(
     await expect(sync_line(card)).to_have_count(0)
     await expect(card.locator(".card-orders")).to_have_text("Waiting for first order")
 
-    # The store is busy for its first answer: the run waits 2 s, in view on the card.
-    woo.answer_busy(503, retry_after="2")
+    # The store is busy for its first answer: the run waits 5 s, in view on the card.
+    woo.answer_busy(503, retry_after="5")
     await card.get_by_role("button", name="Sync now for Mugs & Co").click()
     bar = card.get_by_role("progressbar", name="Importing past orders of Mugs & Co")
-    await expect(bar).to_be_visible()
+    # A loaded machine may take seconds to redraw the card: the busy store waits longer.
+    await expect(bar).to_be_visible(timeout=15_000)
     await expect(sync_line(card)).to_contain_text("Importing past orders")
     await sync_ui.shot("importing")
 

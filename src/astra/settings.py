@@ -100,6 +100,11 @@ class Settings(BaseSettings):
     store_api_max_response_bytes: int = 5 * 1024 * 1024
     # A PEM file of CAs to trust for the stores instead of the system's (a test CA).
     store_ca_bundle: Path | None = None
+    # A Shopify bulk operation's result file (astra.stores.net.StoreHttp.lines): the most
+    # read from it, and how long its whole download may take (each read still within
+    # `store_api_timeout_seconds`, each line within `store_api_max_response_bytes`).
+    store_bulk_max_bytes: int = Field(default=8 * 1024**3, ge=1)
+    store_bulk_download_seconds: float = Field(default=3600.0, gt=0)
 
     @field_validator("store_api_url")
     @classmethod
@@ -114,6 +119,9 @@ class Settings(BaseSettings):
     delivery_retention_days: int = Field(default=30, ge=1)
     # Each active integration with credentials is reconciled this often.
     sync_interval_seconds: int = Field(default=900, ge=1)
+    # A Shopify listing of more orders than this is fetched by a bulk operation (one JSONL
+    # file) instead of page by page.
+    sync_bulk_threshold: int = Field(default=10_000, ge=0)
     # `astra serve` sets it (unless --no-worker): one queue worker inside each app process.
     in_process_worker: bool = False
     # Jobs one worker runs at once (`astra worker --concurrency` overrides).

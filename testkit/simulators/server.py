@@ -6,6 +6,10 @@ A request reaches a store by its Host header (the store's own domain, as with th
 hand `ca_file` to whatever must trust it (Astra's `store_ca_bundle`). A plain-HTTP listener
 on another port serves the same stores, for what a store does when called without TLS.
 
+Requests whose Host is `storage.googleapis.com` go to `server.storage`, the simulated cloud
+storage where Shopify's bulk operation results are downloaded from (tests resolve that
+name to 127.0.0.1).
+
 Receivers (`server.receiver(name)`) are endpoints on the same server that record what the
 stores deliver to them and answer with a chosen status: a stand-in for a webhook target.
 """
@@ -29,12 +33,14 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from astra.settings import Settings
+from testkit.simulators.storage import HOST as STORAGE_HOST
+from testkit.simulators.storage import SimulatedStorage
 
 if TYPE_CHECKING:
     from testkit.simulators.base import SimulatedStore
 
 # Names the test certificate covers: loopback, and the hostnames tests make "resolve" there.
-CERT_NAMES = ("127.0.0.1", "localhost", "*.example.com", "*.myshopify.com")
+CERT_NAMES = ("127.0.0.1", "localhost", "*.example.com", "*.myshopify.com", STORAGE_HOST)
 RECEIVER_PREFIX = "_receiver"
 S = TypeVar("S", bound="SimulatedStore")
 
@@ -69,6 +75,7 @@ class StoreServer:
         self.directory = directory
         self.stores: dict[str, SimulatedStore] = {}
         self.receivers: dict[str, Receiver] = {}
+        self.storage = SimulatedStorage()
         ca = trustme.CA()
         self.ca_file = directory / "store-ca.pem"
         ca.cert_pem.write_to_path(self.ca_file)
@@ -129,6 +136,8 @@ class StoreServer:
         store = self.stores.get(host)
         if store is not None:
             return await store.serve(request, path)
+        if host == STORAGE_HOST:
+            return await self.storage.serve(request)
         first, _, rest = path.lstrip("/").partition("/")
         if first == RECEIVER_PREFIX and rest in self.receivers:
             return await self.receivers[rest].handle(request)
@@ -142,6 +151,7 @@ class StoreServer:
     async def running(cls, directory: Path) -> AsyncIterator[StoreServer]:
         server = cls(directory)
         https_socket, server.port = _listening_socket()
+        server.storage.port = server.port
         http_socket, server.http_port = _listening_socket()
         https = _uvicorn(server, ssl_files=(server._cert_file, server._cert_file))
         http = _uvicorn(server, ssl_files=None)

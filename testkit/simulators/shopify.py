@@ -6,6 +6,17 @@ Behaviour follows shopify.dev: tokens from the grant last `token_lifetime` secon
 then answer 401; a frozen store answers 402 and a locked one 423; a field the app has no
 scope for is an ACCESS_DENIED error; every answer carries `extensions.cost`; a subscription
 whose deliveries fail 8 times in a row is deleted.
+
+Bulk queries (`bulkOperationRunQuery`, API 2026-01 and later): the inner query is parsed and
+validated as Shopify does (one top-level connection, at most 5 connections nested at most 2
+deep, `id` selected on a node with a nested connection); at most 5 run at once per app
+(`LIMIT_REACHED`). An operation is CREATED, RUNNING for `bulk_seconds` of real time (its
+objectCount growing), then COMPLETED with its JSONL on the simulated cloud storage host
+(`testkit.simulators.storage`; `url` null when nothing matched) - or FAILED with
+`bulk_fail`'s errorCode, or ACCESS_DENIED when the query reads what the app may not. Nested
+connections come as lines of their own with `__parentId`, right below their parent only
+with `groupObjects: true` (the default scatters them). The link expires `link_lifetime`
+after completion, the operation itself (EXPIRED) after 7 days.
 """
 
 from __future__ import annotations
@@ -21,6 +32,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 
@@ -137,6 +149,37 @@ class _Context:
     store: SimulatedShopify
     app: App
     version: str
+    # Running a bulk query: connections hand over every node, without first/last.
+    bulk: bool = False
+
+
+RESULT_LIFETIME = timedelta(days=7)
+MAX_BULK_QUERIES = 5
+MAX_BULK_CONNECTIONS = 5
+MAX_BULK_DEPTH = 2
+
+
+@dataclass
+class BulkOp:
+    number: int
+    app: App
+    query: str
+    group: bool
+    created_at: datetime
+    # What the query gives, worked out when it starts (None: it fails with `fail_with`).
+    lines: list[bytes]
+    roots: int
+    fail_with: str | None = None
+    status: str = "CREATED"
+    error_code: str | None = None
+    completed_at: datetime | None = None
+    object_count: int = 0
+    root_object_count: int = 0
+    path: str | None = None
+
+    @property
+    def gid(self) -> str:
+        return f"gid://shopify/BulkOperation/{self.number}"
 
 
 class SimulatedShopify(SimulatedStore):
@@ -165,6 +208,13 @@ class SimulatedShopify(SimulatedStore):
         self.restore_rate = 100.0
         self.currently_available = self.maximum_available
         self._bucket_checked = self.now()
+        # Bulk queries, and how they behave (see the module's docstring).
+        self.bulk_operations: dict[int, BulkOp] = {}
+        self._next_bulk = 1
+        self.bulk_seconds = 1.0
+        self.bulk_fail: str | None = None
+        self.link_lifetime = RESULT_LIFETIME
+        self.download_scheme = "https"
         self.requests: list[str] = []  # the GraphQL operations received, by name
         # The arguments of every orders page served, in order.
         self.order_queries: list[dict[str, Any]] = []
@@ -287,6 +337,72 @@ class SimulatedShopify(SimulatedStore):
             return Attempt(sub, status, removed=True)
         self.pending.append(pending)
         return Attempt(sub, status)
+
+    # --- bulk operations --------------------------------------------------------------
+
+    def bulk_of(self, app: App) -> list[BulkOp]:
+        return [op for op in self.bulk_operations.values() if op.app is app]
+
+    def refresh(self, op: BulkOp) -> BulkOp:
+        """Bring the operation to where real time has taken it."""
+        now = self.now()
+        elapsed = (now - op.created_at).total_seconds()
+        if op.status == "CREATED" and elapsed >= min(0.2, self.bulk_seconds / 5):
+            op.status = "RUNNING"
+        if op.status == "RUNNING":
+            fraction = elapsed / self.bulk_seconds if self.bulk_seconds > 0 else 1.0
+            if fraction < 1:
+                op.object_count = int(len(op.lines) * fraction)
+                op.root_object_count = int(op.roots * fraction)
+            elif op.fail_with is not None:
+                op.status, op.error_code = "FAILED", op.fail_with
+                op.object_count = len(op.lines) // 2
+                op.root_object_count = op.roots // 2
+            else:
+                op.status, op.completed_at = "COMPLETED", now
+                op.object_count, op.root_object_count = len(op.lines), op.roots
+                if op.lines:
+                    assert self._server is not None, "add the store to a StoreServer first"
+                    op.path = self._server.storage.put(
+                        b"".join(line + b"\n" for line in op.lines), clock=self.now
+                    )
+        elif op.status == "CANCELING":
+            op.status = "CANCELED"
+        if (
+            op.status == "COMPLETED"
+            and op.completed_at is not None
+            and now > op.completed_at + RESULT_LIFETIME
+        ):
+            op.status, op.path = "EXPIRED", None
+        return op
+
+    def bulk_node(self, op: BulkOp) -> dict[str, Any]:
+        self.refresh(op)
+        url = None
+        if op.path is not None and op.completed_at is not None and self._server is not None:
+            url = self._server.storage.signed_url(
+                op.path,
+                signed_at=op.completed_at,
+                lifetime=self.link_lifetime,
+                scheme=self.download_scheme,
+            )
+        size = None
+        if op.status == "COMPLETED":
+            size = str(sum(len(line) + 1 for line in op.lines))
+        return {
+            "id": op.gid,
+            "status": op.status,
+            "type": "QUERY",
+            "query": op.query,
+            "errorCode": op.error_code,
+            "createdAt": _utc(op.created_at),
+            "completedAt": _utc(op.completed_at) if op.completed_at else None,
+            "objectCount": str(op.object_count),
+            "rootObjectCount": str(op.root_object_count),
+            "fileSize": size,
+            "url": url,
+            "partialDataUrl": None,
+        }
 
     # --- HTTP -------------------------------------------------------------------------
 
@@ -455,6 +571,25 @@ def _utc(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+_PRODUCTS = ("Linen shirt - M", "Canvas tote", "Wool socks - L")
+
+
+def line_items(order: SimOrder) -> list[dict[str, Any]]:
+    """The order's lines, the same in every rendering: one to three, the total split."""
+    count = 1 + order.id % 3
+    price = (order.total / count).quantize(Decimal("0.01"))
+    return [
+        {
+            "id": order.id * 4 + k,
+            "name": _PRODUCTS[k],
+            "quantity": 1,
+            "sku": f"SKU-{k + 1}",
+            "price": f"{price:.2f}",
+        }
+        for k in range(count)
+    ]
+
+
 def rest_order(order: SimOrder) -> dict[str, Any]:
     """The order as Shopify's orders/* webhooks send it (the REST shape, trimmed)."""
 
@@ -475,14 +610,7 @@ def rest_order(order: SimOrder) -> dict[str, Any]:
         "total_price": f"{order.total:.2f}",
         "financial_status": "paid" if order.paid else "pending",
         "test": False,
-        "line_items": [
-            {
-                "id": order.id + 1,
-                "name": "Linen shirt - M",
-                "quantity": 1,
-                "price": f"{order.total:.2f}",
-            }
-        ],
+        "line_items": line_items(order),
     }
 
 
@@ -502,6 +630,7 @@ def graphql_order(order: SimOrder) -> dict[str, Any]:
         "currencyCode": order.currency,
         "displayFinancialStatus": "PAID" if order.paid else "PENDING",
         "totalPriceSet": {"shopMoney": money, "presentmentMoney": money},
+        "_order": order,
     }
 
 
@@ -612,14 +741,18 @@ def _connection(
     render: Callable[[Any], dict[str, Any]],
     sort_value: Callable[[Any], Any],
     kwargs: dict[str, Any],
+    *,
+    bulk: bool = False,
 ) -> dict[str, Any]:
     """A Relay connection page: cursors carry the sort value, so a cursor stays valid when
-    its item is gone."""
+    its item is gone. In a bulk query, every item (first and last are ignored)."""
+    if bulk:
+        kwargs = {**kwargs, "first": len(items), "last": None}
     first, last = kwargs.get("first"), kwargs.get("last")
     if (first is None) == (last is None):
         raise GraphQLError("you must provide one of first or last")
     count = first if first is not None else last
-    if not 0 <= count <= MAX_PAGE:
+    if not 0 <= count <= MAX_PAGE and not bulk:
         raise GraphQLError(f"The page size must be between 0 and {MAX_PAGE}.")
     reverse = bool(kwargs.get("reverse"))
     ordered = sorted(items, key=sort_value, reverse=reverse)
@@ -748,7 +881,247 @@ def _resolve_orders(_root: Any, info: GraphQLResolveInfo, **kwargs: Any) -> dict
     info.context.store.order_queries.append(kwargs)
     sort = _ORDER_SORT.get(kwargs.get("sortKey") or "PROCESSED_AT", _ORDER_SORT["ID"])
     orders = [order for order in _visible_orders(info) if _matches(order, kwargs.get("query"))]
-    return _connection(orders, graphql_order, sort, kwargs)
+    return _connection(orders, graphql_order, sort, kwargs, bulk=info.context.bulk)
+
+
+def _resolve_line_items(parent: Any, info: GraphQLResolveInfo, **kwargs: Any) -> dict[str, Any]:
+    order: SimOrder = parent["_order"]
+    money_of = order.currency
+
+    def render(item: dict[str, Any]) -> dict[str, Any]:
+        money = {"amount": item["price"], "currencyCode": money_of}
+        return {
+            "id": f"gid://shopify/LineItem/{item['id']}",
+            "name": item["name"],
+            "quantity": item["quantity"],
+            "sku": item["sku"],
+            "originalUnitPriceSet": {"shopMoney": money, "presentmentMoney": money},
+        }
+
+    return _connection(
+        line_items(order), render, lambda item: item["id"], kwargs, bulk=info.context.bulk
+    )
+
+
+def _resolve_orders_count(
+    _root: Any, info: GraphQLResolveInfo, limit: int | None = 10_000, query: str | None = None
+) -> dict[str, Any]:
+    count = sum(1 for order in _visible_orders(info) if _matches(order, query))
+    if limit is not None and count > limit:
+        return {"count": limit, "precision": "AT_LEAST"}
+    return {"count": count, "precision": "EXACT"}
+
+
+def _bulk_error(message: str, code: str, field_path: list[str] | None) -> dict[str, Any]:
+    return {
+        "bulkOperation": None,
+        "userErrors": [{"field": field_path, "message": message, "code": code}],
+    }
+
+
+def _resolve_bulk_run(
+    _root: Any, info: GraphQLResolveInfo, query: str, groupObjects: bool = False
+) -> dict[str, Any]:
+    context: _Context = info.context
+    store, app = context.store, context.app
+    running = [
+        op
+        for op in store.bulk_of(app)
+        if store.refresh(op).status in ("CREATED", "RUNNING", "CANCELING")
+    ]
+    if len(running) >= MAX_BULK_QUERIES:
+        return _bulk_error(
+            "Bulk operations limit reached. Please try again later.", "LIMIT_REACHED", None
+        )
+    try:
+        document = parse(query)
+    except GraphQLError as error:
+        return _bulk_error(f"Invalid bulk query: {error.message}", "INVALID", ["query"])
+    problem = _bulk_query_problem(document)
+    if problem is not None:
+        return _bulk_error(problem, "INVALID", ["query"])
+    lines, roots, fail_with = _run_bulk_query(context, document, group=groupObjects)
+    op = BulkOp(
+        number=store._next_bulk,
+        app=app,
+        query=query,
+        group=groupObjects,
+        created_at=store.now(),
+        lines=lines,
+        roots=roots,
+        fail_with=fail_with or store.bulk_fail,
+    )
+    store._next_bulk += 1
+    store.bulk_operations[op.number] = op
+    return {"bulkOperation": store.bulk_node(op), "userErrors": []}
+
+
+def _bulk_query_problem(document: Any) -> str | None:
+    """Why Shopify would refuse this bulk query, if it would."""
+    invalid = validate(schema(), document)
+    if invalid:
+        return f"Invalid bulk query: {invalid[0].message}"
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if len(operations) != 1 or operations[0].operation != OperationType.QUERY:
+        return "Bulk queries must contain exactly one query operation."
+    root = schema().query_type
+    assert root is not None
+    top = [sel for sel in operations[0].selection_set.selections if isinstance(sel, FieldNode)]
+    if len(top) != 1:
+        return "Bulk queries must select exactly one top-level field."
+    connections: list[int] = []
+
+    def walk(parent: GraphQLObjectType, node: FieldNode, depth: int) -> str | None:
+        named = get_named_type(parent.fields[node.name.value].type)
+        if not isinstance(named, GraphQLObjectType):
+            return None
+        if named.name.endswith("Connection"):
+            depth += 1
+            connections.append(depth)
+        for child in node.selection_set.selections if node.selection_set else ():
+            if not isinstance(child, FieldNode) or child.name.value.startswith("__"):
+                continue
+            found = walk(named, child, depth)
+            if found:
+                return found
+            if child.name.value == "node" or (
+                child.name.value == "nodes" and named.name.endswith("Connection")
+            ):
+                item = get_named_type(named.fields[child.name.value].type)
+                assert isinstance(item, GraphQLObjectType)
+                if _has_nested_connection(item, child) and not any(
+                    isinstance(sel, FieldNode) and sel.name.value == "id" and sel.alias is None
+                    for sel in child.selection_set.selections
+                    if child.selection_set
+                ):
+                    return (
+                        f"The parent '{child.name.value}' field for a nested connection must "
+                        "select the 'id' field without an alias and must be of 'ID' return type."
+                    )
+        return None
+
+    found = walk(root, top[0], 0)
+    if found:
+        return found
+    if not connections or connections[0] != 1:
+        return "Bulk queries must contain at least one connection."
+    if max(connections) > MAX_BULK_DEPTH:
+        return (
+            f"Bulk queries cannot contain connections with a nesting depth greater than "
+            f"{MAX_BULK_DEPTH}."
+        )
+    if len(connections) > MAX_BULK_CONNECTIONS:
+        return f"Bulk queries cannot contain more than {MAX_BULK_CONNECTIONS} connections."
+    return None
+
+
+def _has_nested_connection(item: GraphQLObjectType, node: FieldNode) -> bool:
+    for child in node.selection_set.selections if node.selection_set else ():
+        if isinstance(child, FieldNode) and child.name.value in item.fields:
+            named = get_named_type(item.fields[child.name.value].type)
+            if isinstance(named, GraphQLObjectType) and named.name.endswith("Connection"):
+                return True
+    return False
+
+
+def _run_bulk_query(
+    context: _Context, document: Any, *, group: bool
+) -> tuple[list[bytes], int, str | None]:
+    """The query's JSONL lines and root count, or why it fails (an errorCode)."""
+    bulk_context = _Context(context.store, context.app, context.version, bulk=True)
+    result = execute(schema(), document, context_value=bulk_context)
+    assert not inspect.isawaitable(result)
+    if result.errors:
+        codes = {(error.extensions or {}).get("code") for error in result.errors}
+        return [], 0, "ACCESS_DENIED" if "ACCESS_DENIED" in codes else "INTERNAL_SERVER_ERROR"
+    assert result.data is not None
+    connection = next(iter(result.data.values()))
+    roots = _connection_nodes(connection)
+    lines: list[bytes] = []
+    deferred: list[bytes] = []
+    for index, node in enumerate(roots):
+        own, children = _flatten(node, None)
+        lines.append(own)
+        if group:
+            lines += children
+        else:
+            # Ungrouped, children come later, among other orders' lines.
+            deferred += children
+            if index % 3 == 2:
+                lines += deferred
+                deferred = []
+    return lines + deferred, len(roots), None
+
+
+def _connection_nodes(connection: Any) -> list[dict[str, Any]]:
+    if not isinstance(connection, dict):
+        return []
+    if "edges" in connection:
+        return [edge["node"] for edge in connection["edges"] if edge.get("node") is not None]
+    return list(connection.get("nodes") or [])
+
+
+def _flatten(node: dict[str, Any], parent: str | None) -> tuple[bytes, list[bytes]]:
+    """The node's own line, and its nested connections' lines (each naming it)."""
+    own: dict[str, Any] = {}
+    children: list[bytes] = []
+    for key, value in node.items():
+        if isinstance(value, dict) and ("edges" in value or "nodes" in value):
+            for child in _connection_nodes(value):
+                line, grandchildren = _flatten(child, node.get("id"))
+                children += [line, *grandchildren]
+        else:
+            own[key] = value
+    if parent is not None:
+        own["__parentId"] = parent
+    return json.dumps(own, separators=(",", ":")).encode(), children
+
+
+def _bulk_by_id(info: GraphQLResolveInfo, id: str) -> BulkOp | None:
+    context: _Context = info.context
+    for op in context.store.bulk_of(context.app):
+        if op.gid == id:
+            return op
+    return None
+
+
+def _resolve_bulk_operation(_root: Any, info: GraphQLResolveInfo, id: str) -> dict[str, Any] | None:
+    op = _bulk_by_id(info, id)
+    return None if op is None else info.context.store.bulk_node(op)
+
+
+def _resolve_current_bulk(
+    _root: Any, info: GraphQLResolveInfo, type: str = "QUERY"
+) -> dict[str, Any] | None:
+    context: _Context = info.context
+    ops = context.store.bulk_of(context.app)
+    if type != "QUERY" or not ops:
+        return None
+    return context.store.bulk_node(max(ops, key=lambda op: op.number))
+
+
+def _resolve_bulk_cancel(_root: Any, info: GraphQLResolveInfo, id: str) -> dict[str, Any]:
+    op = _bulk_by_id(info, id)
+    if op is None:
+        return {
+            "bulkOperation": None,
+            "userErrors": [_user_error(["id"], "Bulk operation does not exist")],
+        }
+    store: SimulatedShopify = info.context.store
+    store.refresh(op)
+    if op.status not in ("CREATED", "RUNNING"):
+        return {
+            "bulkOperation": store.bulk_node(op),
+            "userErrors": [
+                _user_error(
+                    ["id"], f"A bulk operation cannot be canceled when it is {op.status.lower()}"
+                )
+            ],
+        }
+    op.status = "CANCELING"
+    node = store.bulk_node(op)
+    node["status"] = "CANCELING"
+    return {"bulkOperation": node, "userErrors": []}
 
 
 def _resolve_order(_root: Any, info: GraphQLResolveInfo, id: str) -> dict[str, Any] | None:
@@ -837,7 +1210,15 @@ def _bind_resolvers(schema: GraphQLSchema) -> None:
         "webhookSubscription": _resolve_subscription,
         "orders": _resolve_orders,
         "order": _resolve_order,
+        "ordersCount": _resolve_orders_count,
+        "bulkOperation": _resolve_bulk_operation,
+        "currentBulkOperation": _resolve_current_bulk,
     }.items():
         query.fields[name].resolve = resolve
     mutation.fields["webhookSubscriptionCreate"].resolve = _resolve_create
     mutation.fields["webhookSubscriptionDelete"].resolve = _resolve_delete
+    mutation.fields["bulkOperationRunQuery"].resolve = _resolve_bulk_run
+    mutation.fields["bulkOperationCancel"].resolve = _resolve_bulk_cancel
+    order_type = schema.type_map["Order"]
+    assert isinstance(order_type, GraphQLObjectType)
+    order_type.fields["lineItems"].resolve = _resolve_line_items

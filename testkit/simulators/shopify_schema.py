@@ -45,6 +45,9 @@ type QueryRoot {
     savedSearchId: ID
   ): OrderConnection!
   order(id: ID!): Order
+  ordersCount(limit: Int = 10000, query: String, savedSearchId: ID): Count
+  bulkOperation(id: ID!): BulkOperation
+  currentBulkOperation(type: BulkOperationType = QUERY): BulkOperation
 }
 
 type Mutation {
@@ -53,6 +56,11 @@ type Mutation {
     webhookSubscription: WebhookSubscriptionInput!
   ): WebhookSubscriptionCreatePayload
   webhookSubscriptionDelete(id: ID!): WebhookSubscriptionDeletePayload
+  bulkOperationRunQuery(
+    query: String!
+    groupObjects: Boolean! = false
+  ): BulkOperationRunQueryPayload
+  bulkOperationCancel(id: ID!): BulkOperationCancelPayload
 }
 
 type Shop {
@@ -219,6 +227,100 @@ type Order {
   currencyCode: CurrencyCode!
   displayFinancialStatus: OrderDisplayFinancialStatus
   totalPriceSet: MoneyBag!
+  lineItems(
+    first: Int
+    after: String
+    last: Int
+    before: String
+    reverse: Boolean = false
+  ): LineItemConnection!
+}
+
+type LineItem {
+  id: ID!
+  name: String!
+  quantity: Int!
+  sku: String
+  originalUnitPriceSet: MoneyBag!
+}
+
+type LineItemConnection {
+  edges: [LineItemEdge!]!
+  nodes: [LineItem!]!
+  pageInfo: PageInfo!
+}
+
+type LineItemEdge {
+  cursor: String!
+  node: LineItem!
+}
+
+type Count {
+  count: Int!
+  precision: CountPrecision!
+}
+
+enum CountPrecision {
+  AT_LEAST
+  EXACT
+}
+
+type BulkOperation {
+  completedAt: DateTime
+  createdAt: DateTime!
+  errorCode: BulkOperationErrorCode
+  fileSize: UnsignedInt64
+  id: ID!
+  objectCount: UnsignedInt64!
+  partialDataUrl: URL
+  query: String!
+  rootObjectCount: UnsignedInt64!
+  status: BulkOperationStatus!
+  type: BulkOperationType!
+  url: URL
+}
+
+enum BulkOperationStatus {
+  CANCELED
+  CANCELING
+  COMPLETED
+  CREATED
+  EXPIRED
+  FAILED
+  RUNNING
+}
+
+enum BulkOperationErrorCode {
+  ACCESS_DENIED
+  INTERNAL_SERVER_ERROR
+  TIMEOUT
+}
+
+enum BulkOperationType {
+  MUTATION
+  QUERY
+}
+
+type BulkOperationUserError {
+  code: BulkOperationUserErrorCode
+  field: [String!]
+  message: String!
+}
+
+enum BulkOperationUserErrorCode {
+  INVALID
+  LIMIT_REACHED
+  OPERATION_IN_PROGRESS
+}
+
+type BulkOperationRunQueryPayload {
+  bulkOperation: BulkOperation
+  userErrors: [BulkOperationUserError!]!
+}
+
+type BulkOperationCancelPayload {
+  bulkOperation: BulkOperation
+  userErrors: [UserError!]!
 }
 
 type OrderConnection {

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -23,9 +23,16 @@ from typing import Any, Literal, Self, TypeVar
 from astra.db.tables import CredentialsKind
 from astra.settings import Settings
 from astra.stores import shopify, woocommerce
-from astra.stores.net import Resolver, StoreHttp, resolve_host
+from astra.stores.net import IPAddress, Resolver, StoreHttp, is_public_address, resolve_host
 from astra.stores.problems import StoreProblem
-from astra.stores.shopify import AccessToken, ShopifyAdmin, ShopInfo, TokenRejected
+from astra.stores.shopify import (
+    AccessToken,
+    BulkOperation,
+    OrderCount,
+    ShopifyAdmin,
+    ShopInfo,
+    TokenRejected,
+)
 
 log = logging.getLogger(__name__)
 
@@ -123,12 +130,13 @@ class StoreApi:
         *,
         token: AccessToken | None = None,
         resolver: Resolver = resolve_host,
+        address_allowed: Callable[[IPAddress], bool] = is_public_address,
     ) -> None:
         self.domain = domain
         self.credentials = credentials
         # A Shopify app's current access token: the one given, or the one obtained here.
         self.token = token if isinstance(credentials, ShopifyAppCredentials) else None
-        self._http = StoreHttp(settings, domain, resolver=resolver)
+        self._http = StoreHttp(settings, domain, resolver=resolver, address_allowed=address_allowed)
         self._renewed = False
 
     async def __aenter__(self) -> Self:
@@ -223,6 +231,33 @@ class StoreApi:
             lambda admin: admin.orders_page(updated_since=updated_since, after=cursor)
         )
         return OrderPage(orders, after)
+
+    async def order_count(self, *, updated_since: datetime | None = None) -> OrderCount | None:
+        """How many orders `orders()` lists from `updated_since`, when the platform says
+        before listing (Shopify; WooCommerce says it with the first page)."""
+        if isinstance(self.credentials, WooCommerceCredentials):
+            return None
+        return await self._shopify(lambda admin: admin.orders_count(updated_since=updated_since))
+
+    async def start_bulk_orders(self, *, updated_since: datetime | None = None) -> BulkOperation:
+        """Start a Shopify bulk query of the orders `orders()` lists from `updated_since`."""
+        return await self._shopify(
+            lambda admin: admin.start_bulk_orders(updated_since=updated_since)
+        )
+
+    async def bulk_operation(self, operation_id: str) -> BulkOperation:
+        return await self._shopify(lambda admin: admin.bulk_operation(operation_id))
+
+    def bulk_failure(self, operation: BulkOperation) -> StoreProblem:
+        return self._admin_without_token().bulk_failure(operation)
+
+    def bulk_orders(self, url: str, *, skip: int = 0) -> AsyncGenerator[dict[str, Any]]:
+        """The orders of a finished bulk query, from its result file (no token needed:
+        the link is signed), after the first `skip`."""
+        return self._admin_without_token().bulk_orders(url, skip=skip)
+
+    def _admin_without_token(self) -> ShopifyAdmin:
+        return ShopifyAdmin(self._http, AccessToken("", None))
 
     # --- Shopify ----------------------------------------------------------------------
 

@@ -11,6 +11,12 @@ A URL with a fixed host (a proxy, a test store) is the operator's choice, called
 Every call has a deadline, follows no redirect and reads at most a capped number of bytes.
 Failures become `StoreProblem`s; logs carry the domain, method, path, status and duration,
 never headers, bodies or query strings.
+
+One call goes elsewhere: `lines(url)` downloads a file the store's API named (a Shopify bulk
+operation's result, on a cloud storage host). Whatever `ASTRA_STORE_API_URL` says, that URL
+came from an answer, so it is always held to the seller's rules: HTTPS, every address its
+host resolves to public, the checked address connected to, no redirect; streamed line by
+line under a size cap and an overall deadline.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -111,6 +117,17 @@ class StoreResponse:
         return retry_after(self.headers.get("retry-after"))
 
 
+class DownloadRefused(StoreProblem):
+    """The host of a download answered 4xx: a signed link that expired, or was revoked."""
+
+    def __init__(self, host: str, status: int) -> None:
+        super().__init__(
+            "store_unavailable",
+            f"{host} refused the download link (HTTP {status}): it has expired.",
+        )
+        self.status = status
+
+
 @dataclass(frozen=True, slots=True)
 class _Target:
     url: httpx.URL
@@ -135,6 +152,8 @@ class StoreHttp:
         self._checked = store_host_is_the_domain(settings.store_api_url)
         self._timeout = settings.store_api_timeout_seconds
         self._max_bytes = settings.store_api_max_response_bytes
+        self._bulk_max_bytes = settings.store_bulk_max_bytes
+        self._bulk_seconds = settings.store_bulk_download_seconds
         self._resolver = resolver
         self._address_allowed = address_allowed
         self._address: str | None = None
@@ -216,6 +235,163 @@ class StoreHttp:
             raise self._unreachable(exc) from None
         self._log(method, path, params, status, started, None)
         return StoreResponse(status, response.headers, body)
+
+    async def lines(self, url: str) -> AsyncGenerator[bytes]:
+        """The lines (without their line breaks) of the file at `url`, an HTTPS URL on a
+        public host, streamed: at most `store_bulk_max_bytes` in all and
+        `store_api_max_response_bytes` a line, the whole download within
+        `store_bulk_download_seconds` (time the caller spends between lines included).
+        Close it (`contextlib.aclosing`) when stopping early. Raises StoreProblem; a 4xx
+        answer is `DownloadRefused` (a link expired or revoked)."""
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._bulk_seconds
+        target = await self._download_target(url)
+        host = target.extensions["sni_hostname"]
+        status: int | None = None
+        total = 0
+        try:
+            async with asyncio.timeout(self._timeout):
+                request = self._client.build_request(
+                    "GET", target.url, headers=target.headers, extensions=target.extensions
+                )
+                response = await self._client.send(request, stream=True)
+            status = response.status_code
+            try:
+                if 300 <= status < 400:
+                    raise self._download_problem(host, "redirected Astra elsewhere")
+                if 400 <= status < 500:
+                    raise DownloadRefused(host, status)
+                if status != 200:
+                    raise StoreProblem(
+                        "store_unavailable",
+                        f"{host} couldn't send {self.domain}'s export right now "
+                        f"(HTTP {status}). Try again in a few minutes.",
+                        transient=True,
+                    )
+                declared = response.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > self._bulk_max_bytes:
+                    raise self._export_too_large()
+                pending = bytearray()
+                async for chunk in response.aiter_bytes():
+                    total += len(chunk)
+                    if total > self._bulk_max_bytes:
+                        raise self._export_too_large()
+                    if loop.time() > deadline:
+                        raise self._download_problem(
+                            host, f"did not finish within {self._bulk_seconds:g} seconds"
+                        )
+                    pending += chunk
+                    start = 0
+                    while (end := pending.find(b"\n", start)) >= 0:
+                        yield bytes(pending[start:end])
+                        start = end + 1
+                    del pending[:start]
+                    if len(pending) > self._max_bytes:
+                        raise self._download_problem(host, "sent a line longer than Astra reads")
+                if pending:
+                    yield bytes(pending)
+            finally:
+                await response.aclose()
+        except StoreProblem as problem:
+            self._log_download(host, target, status, started, total, problem.problem)
+            raise
+        except (TimeoutError, httpx.TimeoutException):
+            self._log_download(host, target, status, started, total, "timeout")
+            raise StoreProblem(
+                "timeout",
+                f"{host} stopped sending {self.domain}'s export for more than "
+                f"{self._timeout:g} seconds. Try again later.",
+                transient=True,
+            ) from None
+        except httpx.TransportError:
+            self._log_download(host, target, status, started, total, "unreachable")
+            raise StoreProblem(
+                "unreachable",
+                f"Astra couldn't download {self.domain}'s export from {host}. Try again later.",
+                transient=True,
+            ) from None
+        self._log_download(host, target, status, started, total, None)
+
+    async def _download_target(self, url: str) -> _Target:
+        try:
+            parsed = httpx.URL(url)
+        except (httpx.InvalidURL, TypeError):
+            parsed = None
+        host = parsed.host.lower() if parsed is not None else ""
+        if parsed is None or parsed.scheme != "https" or not host or parsed.userinfo:
+            raise StoreProblem(
+                "refused_address",
+                f"{self.domain}'s answer named a download that isn't an HTTPS address, and "
+                "Astra downloads only over HTTPS. Try again later.",
+            )
+        try:
+            literal = ipaddress.ip_address(host)
+        except ValueError:
+            literal = None
+        if literal is not None:
+            addresses = [literal]
+        else:
+            try:
+                found = await self._resolver(host, parsed.port or 443)
+            except (socket.gaierror, UnicodeError):
+                found = []
+            if not found:
+                raise StoreProblem(
+                    "unreachable",
+                    f"Astra couldn't find {host}, where {self.domain}'s export is. "
+                    "Try again later.",
+                    transient=True,
+                )
+            addresses = [ipaddress.ip_address(address) for address in found]
+        if not all(self._address_allowed(address) for address in addresses):
+            raise StoreProblem(
+                "refused_address",
+                f"{self.domain}'s answer named a download on a private or reserved network "
+                "address, and Astra only downloads from the public internet.",
+            )
+        authority = host if parsed.port is None else f"{host}:{parsed.port}"
+        return _Target(
+            parsed.copy_with(host=str(addresses[0])),
+            {"Host": authority},
+            {"sni_hostname": host},
+        )
+
+    def _export_too_large(self) -> StoreProblem:
+        return StoreProblem(
+            "store_unavailable",
+            f"{self.domain}'s export is larger than Astra accepts "
+            f"({self._bulk_max_bytes / 1024**3:g} GiB).",
+        )
+
+    def _download_problem(self, host: str, what: str) -> StoreProblem:
+        return StoreProblem(
+            "store_unavailable",
+            f"The download of {self.domain}'s export from {host} {what}. Try again later.",
+        )
+
+    def _log_download(
+        self,
+        host: str,
+        target: _Target,
+        status: int | None,
+        started: float,
+        read: int,
+        problem: str | None,
+    ) -> None:
+        # The path names the file; the query string is a signature, never logged.
+        extra: dict[str, Any] = {
+            "store_domain": self.domain,
+            "download_host": host,
+            "path": target.url.path,
+            "status": status,
+            "bytes": read,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+        }
+        if problem is None:
+            log.info("store download", extra=extra)
+        else:
+            log.warning("store download failed", extra={**extra, "problem": problem})
 
     async def _target(self, path: str) -> _Target:
         url = httpx.URL(self._base + path)

@@ -12,10 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import orjson
 
 from astra.stores.net import StoreHttp, StoreResponse
 from astra.stores.problems import StoreProblem
@@ -61,18 +64,65 @@ mutation AstraSubscribe($topic: WebhookSubscriptionTopic!, $uri: String!) {
 # 2 + 100 x 3 = 302 points a page: the standard bucket (2,000, refilled at 100 a second)
 # affords a page every 3 seconds, within what a throttled call waits.
 ORDERS_PAGE = 100
-_ORDERS_QUERY = """
-query AstraOrders($first: Int!, $after: String, $query: String) {
-  orders(first: $first, after: $after, sortKey: UPDATED_AT, query: $query) {
-    nodes {
+# What Astra reads of an order (`_rest_order`), paged or in bulk.
+_ORDER_FIELDS = """
       legacyResourceId name email createdAt updatedAt processedAt cancelledAt test
       displayFinancialStatus
-      totalPriceSet { shopMoney { amount currencyCode } }
-    }
-    pageInfo { hasNextPage endCursor }
+      totalPriceSet { shopMoney { amount currencyCode } }"""
+_ORDERS_QUERY = f"""
+query AstraOrders($first: Int!, $after: String, $query: String) {{
+  orders(first: $first, after: $after, sortKey: UPDATED_AT, query: $query) {{
+    nodes {{{_ORDER_FIELDS}
+    }}
+    pageInfo {{ hasNextPage endCursor }}
+  }}
+}}
+"""
+# Uncapped (`limit: null`; the default stops counting at 10,000).
+_COUNT_QUERY = """
+query AstraOrdersCount($query: String) {
+  ordersCount(query: $query, limit: null) { count precision }
+}
+"""
+# A bulk query has no cost limit, so it reads each order's line items too (a page of 100
+# orders with theirs would cost far more than a query may). Nested connections come back
+# as lines of their own naming their order (`__parentId`); `groupObjects: true` puts them
+# right below it (the default since 2026-01 scatters them), so the file streams order by
+# order.
+_BULK_ORDERS = f"""
+{{
+  orders(sortKey: UPDATED_AT, query: %s) {{
+    edges {{
+      node {{
+      id{_ORDER_FIELDS}
+      lineItems {{
+        edges {{
+          node {{
+            id name quantity sku
+            originalUnitPriceSet {{ shopMoney {{ amount }} }}
+          }}
+        }}
+      }}
+      }}
+    }}
+  }}
+}}
+"""
+_BULK_START = """
+mutation AstraBulkOrders($query: String!) {
+  bulkOperationRunQuery(query: $query, groupObjects: true) {
+    bulkOperation { id status }
+    userErrors { field message code }
   }
 }
 """
+_BULK_POLL = """
+query AstraBulkOperation($id: ID!) {
+  bulkOperation(id: $id) { id status errorCode objectCount rootObjectCount url }
+}
+"""
+# Still going: poll again. Over: COMPLETED, FAILED, CANCELED, EXPIRED.
+BULK_RUNNING = frozenset({"CREATED", "RUNNING", "CANCELING"})
 _DELETE_MUTATION = """
 mutation AstraUnsubscribe($id: ID!) {
   webhookSubscriptionDelete(id: $id) {
@@ -119,6 +169,30 @@ class ShopInfo:
     @property
     def reads_orders(self) -> bool:
         return not _READS_ORDERS.isdisjoint(self.scopes)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderCount:
+    count: int
+    # False when Shopify stopped counting (precision AT_LEAST): there are at least `count`.
+    exact: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BulkOperation:
+    """A bulk query as Shopify reports it. `url`: its JSONL result once COMPLETED (None
+    when the query matched nothing); a signed link on another host, valid for 7 days."""
+
+    id: str
+    status: str
+    error_code: str | None = None
+    object_count: int = 0
+    root_object_count: int = 0
+    url: str | None = None
+
+
+class BulkOperationFailed(StoreProblem):
+    """The bulk operation ended without a result to download: the next sync starts anew."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,12 +446,9 @@ class ShopifyAdmin:
         self, *, updated_since: datetime | None, after: str | None
     ) -> tuple[list[dict[str, Any]], str | None]:
         """One page of orders, oldest update first, and the cursor of the next page."""
-        query = None
-        if updated_since is not None:
-            moment = updated_since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-            query = f"updated_at:>='{moment}'"
         data = await self.query(
-            _ORDERS_QUERY, {"first": ORDERS_PAGE, "after": after, "query": query}
+            _ORDERS_QUERY,
+            {"first": ORDERS_PAGE, "after": after, "query": _updated_since(updated_since)},
         )
         try:
             connection = data["orders"]
@@ -387,6 +458,127 @@ class ShopifyAdmin:
             raise _unexpected(self.domain, 200, "orders") from None
         cursor = page.get("endCursor") if page.get("hasNextPage") else None
         return orders, cursor if isinstance(cursor, str) else None
+
+    async def orders_count(self, *, updated_since: datetime | None) -> OrderCount:
+        """How many orders `orders_page` lists from `updated_since`."""
+        data = await self.query(_COUNT_QUERY, {"query": _updated_since(updated_since)})
+        try:
+            found = data["ordersCount"]
+            count, precision = found["count"], found["precision"]
+        except (KeyError, TypeError):
+            raise _unexpected(self.domain, 200, "orders count") from None
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise _unexpected(self.domain, 200, "orders count")
+        return OrderCount(count, precision == "EXACT")
+
+    async def start_bulk_orders(self, *, updated_since: datetime | None) -> BulkOperation:
+        """Start a bulk query of the orders `orders_page` lists from `updated_since`."""
+        search = _updated_since(updated_since)
+        document = _BULK_ORDERS % ("null" if search is None else orjson.dumps(search).decode())
+        data = await self.query(_BULK_START, {"query": document})
+        payload = data.get("bulkOperationRunQuery") or {}
+        errors = payload.get("userErrors") or []
+        if errors:
+            codes = [error.get("code") for error in errors if isinstance(error, dict)]
+            log.warning(
+                "shopify refused a bulk operation",
+                extra={"store_domain": self.domain, "codes": codes},
+            )
+            if "LIMIT_REACHED" in codes or "OPERATION_IN_PROGRESS" in codes:
+                raise StoreProblem(
+                    "store_unavailable",
+                    f"Shopify is already running as many bulk exports for this app on "
+                    f"{self.domain} as it allows at once (other tools using the same app's "
+                    "credentials may be running theirs). Try again once they have finished.",
+                    transient=True,
+                )
+            raise _unexpected(self.domain, 200, "bulk operation")
+        operation = _bulk_operation(payload.get("bulkOperation"))
+        if operation is None:
+            raise _unexpected(self.domain, 200, "bulk operation")
+        return operation
+
+    async def bulk_operation(self, operation_id: str) -> BulkOperation:
+        """The bulk operation as it is now."""
+        data = await self.query(_BULK_POLL, {"id": operation_id})
+        operation = _bulk_operation(data.get("bulkOperation"))
+        if operation is None:
+            raise BulkOperationFailed(
+                "store_unavailable",
+                f"Shopify no longer knows the export Astra started for {self.domain}. The "
+                "next sync starts a new one.",
+            )
+        return operation
+
+    def bulk_failure(self, operation: BulkOperation) -> StoreProblem:
+        """Why a bulk operation that ended without a result did, for the seller."""
+        if operation.status == "FAILED" and operation.error_code == "ACCESS_DENIED":
+            return missing_read_orders()
+        if operation.status == "FAILED":
+            reason = {
+                "TIMEOUT": "took longer than Shopify allows",
+                "INTERNAL_SERVER_ERROR": "failed inside Shopify",
+            }.get(operation.error_code or "", "failed")
+        elif operation.status == "CANCELED":
+            reason = "was cancelled"
+        else:
+            reason = "expired before Astra downloaded it"
+        log.warning(
+            "shopify bulk operation ended without a result",
+            extra={
+                "store_domain": self.domain,
+                "bulk_status": operation.status,
+                "error_code": operation.error_code,
+            },
+        )
+        return BulkOperationFailed(
+            "store_unavailable",
+            f"Shopify's export of the orders of {self.domain} {reason}. The next sync "
+            "starts a new one.",
+        )
+
+    async def bulk_orders(self, url: str, *, skip: int = 0) -> AsyncGenerator[dict[str, Any]]:
+        """The orders of a bulk query's result at `url`, in the shape `orders_page` gives
+        them (line items included), streamed from the file, after its first `skip`."""
+        seen = 0
+        order: dict[str, Any] | None = None
+        items: list[dict[str, Any]] = []
+        async with aclosing(self._http.lines(url)) as lines:
+            async for line in lines:
+                if not line.strip():
+                    continue
+                root = b'"__parentId"' not in line
+                if root:
+                    seen += 1
+                    if order is not None:
+                        yield self._bulk_order(order, items)
+                        order, items = None, []
+                if seen <= skip:
+                    continue
+                try:
+                    node = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    raise _unexpected(self.domain, 200, "bulk result") from None
+                if not isinstance(node, dict):
+                    raise _unexpected(self.domain, 200, "bulk result")
+                if root:
+                    order = node
+                elif order is None or node.pop("__parentId", None) != order.get("id"):
+                    # Asked for grouped output: a line item away from its order is a file
+                    # Astra can't read order by order.
+                    raise _unexpected(self.domain, 200, "bulk result")
+                else:
+                    items.append(node)
+        if order is not None:
+            yield self._bulk_order(order, items)
+
+    def _bulk_order(self, node: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, Any]:
+        try:
+            order = _rest_order(node)
+            order["line_items"] = [_rest_line_item(item) for item in items]
+        except (KeyError, TypeError, ValueError):
+            raise _unexpected(self.domain, 200, "bulk result") from None
+        return order
 
     async def unsubscribe(self, remote_id: str) -> None:
         """Delete one subscription; one that is already gone is fine."""
@@ -418,6 +610,54 @@ def _rest_order(node: Mapping[str, Any]) -> dict[str, Any]:
         "financial_status": status.lower() if isinstance(status, str) else None,
         "test": node.get("test"),
     }
+
+
+def _rest_line_item(node: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": _legacy_id(node["id"]),
+        "name": node.get("name"),
+        "quantity": node.get("quantity"),
+        "sku": node.get("sku"),
+        "price": node["originalUnitPriceSet"]["shopMoney"]["amount"],
+    }
+
+
+def _legacy_id(gid: Any) -> int:
+    """The number a GraphQL id ends with (gid://shopify/LineItem/123 -> 123)."""
+    return int(str(gid).rsplit("/", 1)[-1])
+
+
+def _updated_since(moment: datetime | None) -> str | None:
+    """The search query for orders updated at or after `moment` (None: every order)."""
+    if moment is None:
+        return None
+    return f"updated_at:>='{moment.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}'"
+
+
+def _bulk_operation(node: Any) -> BulkOperation | None:
+    if not isinstance(node, dict):
+        return None
+    ident, status = node.get("id"), node.get("status")
+    if not isinstance(ident, str) or not isinstance(status, str):
+        return None
+    url = node.get("url")
+    code = node.get("errorCode")
+    return BulkOperation(
+        ident,
+        status,
+        code if isinstance(code, str) else None,
+        _count(node.get("objectCount")),
+        _count(node.get("rootObjectCount")),
+        url if isinstance(url, str) and url else None,
+    )
+
+
+def _count(value: Any) -> int:
+    # UnsignedInt64 comes as a string.
+    try:
+        return max(int(value), 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def _subscription(node: Any) -> Subscription | None:

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     Row,
     and_,
     bindparam,
@@ -299,6 +300,7 @@ _FAIL = (
         run_id=None,
         heartbeat_at=None,
         finished_at=func.now(),
+        cursor=case((bindparam("restart", type_=Boolean()), None), else_=syncs.c.cursor),
     )
     .returning(*STATE_COLUMNS)
 )
@@ -311,9 +313,15 @@ async def beat(db: Transaction, run: Run) -> None:
         raise LostClaim
 
 
-async def fail(db: Transaction, run: Run, error: str) -> SyncState | None:
-    """End the run as failed, saying why; its cursor stays, so the next run resumes there.
-    None when the run had lost its claim."""
-    params = {"sync_of": run.integration_id, "claim": run.run_id, "reason": error}
+async def fail(db: Transaction, run: Run, error: str, *, restart: bool = False) -> SyncState | None:
+    """End the run as failed, saying why; its cursor stays, so the next run resumes there
+    (with `restart`, it goes: the next run starts a new listing). None when the run had
+    lost its claim."""
+    params = {
+        "sync_of": run.integration_id,
+        "claim": run.run_id,
+        "reason": error,
+        "restart": restart,
+    }
     row = (await db.execute(_FAIL, params)).one_or_none()
     return None if row is None else SyncState.from_row(row)

@@ -233,3 +233,140 @@ def test_the_store_api_url_setting(url: str, accepted: bool) -> None:
     else:
         with pytest.raises(ValueError, match="store_api_url"):
             Settings(store_api_url=url)
+
+
+# --- a download the store's answer named (a Shopify bulk operation's result) -----------
+
+
+def stored_file(server: StoreServer, data: bytes, *, lifetime: float = 3600) -> str:
+    """A signed link to `data` on the simulated cloud storage host."""
+    from datetime import UTC, datetime, timedelta
+
+    path = server.storage.put(data, clock=lambda: datetime.now(UTC))
+    return server.storage.signed_url(
+        path, signed_at=datetime.now(UTC), lifetime=timedelta(seconds=lifetime)
+    )
+
+
+async def read_lines(http: StoreHttp, url: str) -> list[bytes]:
+    return [line async for line in http.lines(url)]
+
+
+async def download_problem(http: StoreHttp, url: str) -> StoreProblem:
+    with pytest.raises(StoreProblem) as caught:
+        await read_lines(http, url)
+    return caught.value
+
+
+async def test_a_download_streams_lines_from_its_own_host_at_the_checked_address(
+    store_server: StoreServer,
+) -> None:
+    # Longer than the storage's chunks, so lines span chunks; no line break at the end.
+    lines = [b'{"id":"gid://shopify/Order/%d","note":"%s"}' % (n, b"x" * 50) for n in range(3000)]
+    url = stored_file(store_server, b"\n".join(lines))
+    async with (
+        StoreHttp(
+            store_server.settings(),  # the shop's URL is a fixed host: the download is checked all the same
+            "shop.myshopify.com",
+            resolver=resolving_to("127.0.0.1"),
+            address_allowed=lambda address: str(address) == "127.0.0.1",
+        ) as http
+    ):
+        assert await read_lines(http, url) == lines
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://storage.googleapis.com/bucket/file",
+        "ftp://storage.googleapis.com/bucket/file",
+        "https://user:secret@storage.googleapis.com/bucket/file",
+        "https:///bucket/file",
+        "not a url",
+    ],
+)
+async def test_a_download_that_is_not_plain_https_is_refused_before_any_call(
+    store_server: StoreServer, url: str
+) -> None:
+    async with StoreHttp(
+        store_server.settings(), "shop.myshopify.com", resolver=must_not_resolve
+    ) as http:
+        problem = await download_problem(http, url)
+    assert problem.problem == "refused_address"
+    assert "HTTPS" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("url", "addresses"),
+    [
+        ("https://storage.googleapis.com/bucket/file", ("127.0.0.1",)),
+        ("https://storage.googleapis.com/bucket/file", ("93.184.216.34", "169.254.169.254")),
+        ("https://10.0.0.7/bucket/file", ()),
+        ("https://[::1]:8443/bucket/file", ()),
+    ],
+)
+async def test_a_download_from_a_private_address_is_refused_before_any_call(
+    store_server: StoreServer, url: str, addresses: tuple[str, ...]
+) -> None:
+    before = len(store_server.storage.downloads)
+    # The default rule for addresses: only public ones.
+    async with StoreHttp(
+        store_server.settings(), "shop.myshopify.com", resolver=resolving_to(*addresses)
+    ) as http:
+        problem = await download_problem(http, url)
+    assert problem.problem == "refused_address"
+    assert "private or reserved" in problem.message
+    assert len(store_server.storage.downloads) == before
+
+
+async def test_a_download_is_not_redirected(
+    store_server: StoreServer, fresh_domain: Callable[[str], str]
+) -> None:
+    host = store_server.add(EchoStore(fresh_domain("files{}.example.com")))
+    host.redirect_to = "https://169.254.169.254/latest/meta-data/"
+    async with StoreHttp(
+        store_server.settings(),
+        "shop.myshopify.com",
+        resolver=resolving_to("127.0.0.1"),
+        address_allowed=lambda address: True,
+    ) as http:
+        problem = await download_problem(http, f"https://{host.domain}:{store_server.port}/f")
+    assert problem.problem == "store_unavailable"
+    assert "redirected Astra elsewhere" in problem.message
+
+
+async def test_an_expired_link_is_refused_as_such(store_server: StoreServer) -> None:
+    from astra.stores.net import DownloadRefused
+
+    url = stored_file(store_server, b"{}\n", lifetime=0)
+    async with StoreHttp(
+        store_server.settings(),
+        "shop.myshopify.com",
+        resolver=resolving_to("127.0.0.1"),
+        address_allowed=lambda address: True,
+    ) as http:
+        with pytest.raises(DownloadRefused) as caught:
+            await read_lines(http, url)
+    assert caught.value.status == 400  # GCS's ExpiredToken
+
+
+@pytest.mark.parametrize(
+    ("limits", "says"),
+    [
+        ({"store_bulk_max_bytes": 100_000}, "larger than Astra accepts"),
+        ({"store_api_max_response_bytes": 1000}, "a line longer than Astra reads"),
+        ({"store_bulk_download_seconds": 0.001}, "did not finish within"),
+    ],
+)
+async def test_a_download_is_capped_in_size_line_length_and_time(
+    store_server: StoreServer, limits: dict[str, float], says: str
+) -> None:
+    url = stored_file(store_server, (b"x" * 500 + b"\n") * 200 + b"y" * 2000 + b"\n" * 200_000)
+    async with StoreHttp(
+        store_server.settings(**limits),
+        "shop.myshopify.com",
+        resolver=resolving_to("127.0.0.1"),
+        address_allowed=lambda address: True,
+    ) as http:
+        problem = await download_problem(http, url)
+    assert says in problem.message

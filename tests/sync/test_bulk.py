@@ -324,7 +324,7 @@ async def test_an_operation_that_expired_before_a_resumed_run_read_it_is_started
     with pytest.raises(Stop):
         await sync(store, progress=on_page(stop))
     await killed(owner_engine, store)
-    time.sleep(0.7)  # it completes...
+    shop.advance_clock(1)  # it completes...
     [first] = shop.bulk_operations.values()
     assert shop.refresh(first).status == "COMPLETED"
     shop.advance_clock(8 * 24 * 3600)  # ...and its result is gone 7 days later
@@ -403,7 +403,7 @@ async def test_the_result_of_an_ungrouped_query_is_not_taken_in(
             )
         )
         gid = data["bulkOperationRunQuery"]["bulkOperation"]["id"]
-        time.sleep(0.7)
+        shop.advance_clock(1)
         operation = await api.bulk_operation(gid)
         assert operation.status == "COMPLETED" and operation.url is not None
         with pytest.raises(StoreProblem, match="doesn't understand"):

@@ -284,11 +284,13 @@ class StoreHttp:
                     pending += chunk
                     start = 0
                     while (end := pending.find(b"\n", start)) >= 0:
+                        if end - start > self._max_bytes:
+                            raise self._line_too_long(host)
                         yield bytes(pending[start:end])
                         start = end + 1
                     del pending[:start]
                     if len(pending) > self._max_bytes:
-                        raise self._download_problem(host, "sent a line longer than Astra reads")
+                        raise self._line_too_long(host)
                 if pending:
                     yield bytes(pending)
             finally:
@@ -363,6 +365,9 @@ class StoreHttp:
             f"{self.domain}'s export is larger than Astra accepts "
             f"({self._bulk_max_bytes / 1024**3:g} GiB).",
         )
+
+    def _line_too_long(self, host: str) -> StoreProblem:
+        return self._download_problem(host, "sent a line longer than Astra reads")
 
     def _download_problem(self, host: str, what: str) -> StoreProblem:
         return StoreProblem(

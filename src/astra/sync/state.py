@@ -1,6 +1,7 @@
 """Each integration's sync, as one row of `syncs`: what people see (state, progress, errors)
-and what a run needs to resume (its listing's `updated_since` and `cursor`) and to be the
-only one (its claim).
+and what a run needs to resume (its listing's `updated_since` and `cursor`: a page's, or a
+Shopify bulk operation's id and how many of its orders are in) and to be the only one (its
+claim).
 
 At most one sync runs per store, whatever the number of processes: a run starts only by
 `claim`, one conditional upsert of the row, which succeeds unless another run holds a
@@ -58,7 +59,8 @@ class SyncState:
 
     `imported` and `total` describe the current run, or the last one: orders of its
     listing taken in so far (written, or already held in a version at least as new), of
-    how many the store said the listing holds (None when it does not say: Shopify).
+    how many the store said the listing holds (WooCommerce's X-WP-Total, Shopify's
+    ordersCount; None when it does not say).
     `missed_by_webhook` counts over every run (see `astra.sync.engine.missed`). `note`
     says what the store's listing leaves out (Shopify's 60 days), for the card.
     """

@@ -513,7 +513,8 @@ class ShopifyAdmin:
     def bulk_failure(self, operation: BulkOperation) -> StoreProblem:
         """Why a bulk operation that ended without a result did, for the seller."""
         if operation.status == "FAILED" and operation.error_code == "ACCESS_DENIED":
-            return missing_read_orders()
+            # Once the scope is granted, a new operation is what works: not this one again.
+            return BulkOperationFailed("missing_scope", missing_read_orders().message)
         if operation.status == "FAILED":
             reason = {
                 "TIMEOUT": "took longer than Shopify allows",

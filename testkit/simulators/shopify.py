@@ -21,6 +21,7 @@ after completion, the operation itself (EXPIRED) after 7 days.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -30,7 +31,7 @@ import re
 import secrets
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Literal
@@ -38,6 +39,7 @@ from urllib.parse import parse_qsl
 
 import httpx
 from graphql import (
+    ExecutionResult,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
@@ -149,14 +151,19 @@ class _Context:
     store: SimulatedShopify
     app: App
     version: str
-    # Running a bulk query: connections hand over every node, without first/last.
+    # Running a bulk query: connections hand over every node, without first/last. A first
+    # pass puts the ids the listing holds, in order, in `bulk_listing`; later passes each
+    # render a slice of them (`bulk_ids`).
     bulk: bool = False
+    bulk_listing: list[int] | None = None
+    bulk_ids: list[int] | None = None
 
 
 RESULT_LIFETIME = timedelta(days=7)
 MAX_BULK_QUERIES = 5
 MAX_BULK_CONNECTIONS = 5
 MAX_BULK_DEPTH = 2
+BULK_SLICE = 250
 
 
 @dataclass
@@ -166,10 +173,13 @@ class BulkOp:
     query: str
     group: bool
     created_at: datetime
-    # What the query gives, worked out when it starts (None: it fails with `fail_with`).
-    lines: list[bytes]
-    roots: int
+    # What the query gave so far (worked out in the background, slice by slice), and
+    # whether all of it is there; `fail_with`: the errorCode it ends with instead.
+    lines: list[bytes] = field(default_factory=list)
+    roots: int = 0
+    ready: bool = False
     fail_with: str | None = None
+    work: asyncio.Task[None] | None = None
     status: str = "CREATED"
     error_code: str | None = None
     completed_at: datetime | None = None
@@ -350,10 +360,8 @@ class SimulatedShopify(SimulatedStore):
         if op.status == "CREATED" and elapsed >= min(0.2, self.bulk_seconds / 5):
             op.status = "RUNNING"
         if op.status == "RUNNING":
-            fraction = elapsed / self.bulk_seconds if self.bulk_seconds > 0 else 1.0
-            if fraction < 1:
-                op.object_count = int(len(op.lines) * fraction)
-                op.root_object_count = int(op.roots * fraction)
+            if not op.ready or elapsed < self.bulk_seconds:
+                op.object_count, op.root_object_count = len(op.lines), op.roots
             elif op.fail_with is not None:
                 op.status, op.error_code = "FAILED", op.fail_with
                 op.object_count = len(op.lines) // 2
@@ -878,10 +886,20 @@ def _matches(order: SimOrder, query: str | None) -> bool:
 
 
 def _resolve_orders(_root: Any, info: GraphQLResolveInfo, **kwargs: Any) -> dict[str, Any]:
-    info.context.store.order_queries.append(kwargs)
+    context: _Context = info.context
     sort = _ORDER_SORT.get(kwargs.get("sortKey") or "PROCESSED_AT", _ORDER_SORT["ID"])
+    if context.bulk_ids is not None:
+        if READS_ORDERS.isdisjoint(context.app.scopes):
+            raise _access_denied(info, "read_orders")
+        held = context.store.orders
+        orders = [held[order_id] for order_id in context.bulk_ids if order_id in held]
+        return _connection(orders, graphql_order, sort, kwargs, bulk=True)
     orders = [order for order in _visible_orders(info) if _matches(order, kwargs.get("query"))]
-    return _connection(orders, graphql_order, sort, kwargs, bulk=info.context.bulk)
+    if context.bulk_listing is not None:
+        context.bulk_listing += [order.id for order in sorted(orders, key=sort)]
+        return _connection([], graphql_order, sort, kwargs, bulk=True)
+    context.store.order_queries.append(kwargs)
+    return _connection(orders, graphql_order, sort, kwargs, bulk=context.bulk)
 
 
 def _resolve_line_items(parent: Any, info: GraphQLResolveInfo, **kwargs: Any) -> dict[str, Any]:
@@ -940,19 +958,17 @@ def _resolve_bulk_run(
     problem = _bulk_query_problem(document)
     if problem is not None:
         return _bulk_error(problem, "INVALID", ["query"])
-    lines, roots, fail_with = _run_bulk_query(context, document, group=groupObjects)
     op = BulkOp(
         number=store._next_bulk,
         app=app,
         query=query,
         group=groupObjects,
         created_at=store.now(),
-        lines=lines,
-        roots=roots,
-        fail_with=fail_with or store.bulk_fail,
+        fail_with=store.bulk_fail,
     )
     store._next_bulk += 1
     store.bulk_operations[op.number] = op
+    op.work = asyncio.get_running_loop().create_task(_run_bulk_query(context, op, document))
     return {"bulkOperation": store.bulk_node(op), "userErrors": []}
 
 
@@ -1024,33 +1040,49 @@ def _has_nested_connection(item: GraphQLObjectType, node: FieldNode) -> bool:
     return False
 
 
-def _run_bulk_query(
-    context: _Context, document: Any, *, group: bool
-) -> tuple[list[bytes], int, str | None]:
-    """The query's JSONL lines and root count, or why it fails (an errorCode)."""
-    bulk_context = _Context(context.store, context.app, context.version, bulk=True)
-    result = execute(schema(), document, context_value=bulk_context)
-    assert not inspect.isawaitable(result)
-    if result.errors:
-        codes = {(error.extensions or {}).get("code") for error in result.errors}
-        return [], 0, "ACCESS_DENIED" if "ACCESS_DENIED" in codes else "INTERNAL_SERVER_ERROR"
-    assert result.data is not None
-    connection = next(iter(result.data.values()))
-    roots = _connection_nodes(connection)
-    lines: list[bytes] = []
-    deferred: list[bytes] = []
-    for index, node in enumerate(roots):
-        own, children = _flatten(node, None)
-        lines.append(own)
-        if group:
-            lines += children
-        else:
-            # Ungrouped, children come later, among other orders' lines.
-            deferred += children
-            if index % 3 == 2:
-                lines += deferred
-                deferred = []
-    return lines + deferred, len(roots), None
+async def _run_bulk_query(context: _Context, op: BulkOp, document: Any) -> None:
+    """Work the query out in the background, a slice of its orders at a time, into the
+    operation's JSONL lines."""
+    listing: list[int] = []
+    probe = replace(context, bulk=True, bulk_listing=listing)
+    try:
+        if _failed(op, execute(schema(), document, context_value=probe)):
+            return
+        deferred: list[bytes] = []
+        for start in range(0, len(listing), BULK_SLICE):
+            await asyncio.sleep(0)  # the store goes on answering meanwhile
+            ids = listing[start : start + BULK_SLICE]
+            part = replace(context, bulk=True, bulk_ids=ids)
+            result = execute(schema(), document, context_value=part)
+            if _failed(op, result):
+                return
+            assert isinstance(result, ExecutionResult)
+            assert result.data is not None
+            for node in _connection_nodes(next(iter(result.data.values()))):
+                own, children = _flatten(node, None)
+                op.lines.append(own)
+                op.roots += 1
+                if op.group:
+                    op.lines += children
+                else:
+                    # Ungrouped, children come later, among other orders' lines.
+                    deferred += children
+                    if op.roots % 3 == 0:
+                        op.lines += deferred
+                        deferred = []
+        op.lines += deferred
+    finally:
+        op.ready = True
+
+
+def _failed(op: BulkOp, result: Any) -> bool:
+    assert isinstance(result, ExecutionResult)
+    if not result.errors:
+        return False
+    codes = {(error.extensions or {}).get("code") for error in result.errors}
+    op.fail_with = "ACCESS_DENIED" if "ACCESS_DENIED" in codes else "INTERNAL_SERVER_ERROR"
+    op.lines, op.roots = [], 0
+    return True
 
 
 def _connection_nodes(connection: Any) -> list[dict[str, Any]]:

@@ -42,6 +42,8 @@ class SimulatedStorage:
         # Every download asked for: (path, status answered).
         self.downloads: list[tuple[str, int]] = []
         self.port = 443
+        # Set: the next download stops after this many bytes, its connection dropped.
+        self.drop_next_after: int | None = None
 
     def put(
         self,
@@ -104,8 +106,12 @@ class SimulatedStorage:
         if stored.clock() > signed_at + timedelta(seconds=int(expires)):
             return 400, _error(400, "ExpiredToken", "The provided token has expired.")
 
+        cut, self.drop_next_after = self.drop_next_after, None
+
         async def chunks() -> AsyncIterator[bytes]:
             for start in range(0, len(stored.data), CHUNK):
+                if cut is not None and start >= cut:
+                    raise ConnectionResetError("the simulated storage dropped the download")
                 yield stored.data[start : start + CHUNK]
 
         return 200, StreamingResponse(

@@ -507,3 +507,20 @@ async def test_a_sync_process_killed_mid_download_is_finished_by_the_next(
     assert downloads(store_server, shop) == [200, 200]
     rows = await order_rows(owner_engine, store)
     assert set(rows) == {str(order_id) for order_id in shop.orders}
+
+
+async def test_a_dropped_download_is_picked_up_after_the_last_batch(
+    connect: Callable[..., Any],
+    sync: Sync,
+    store_server: StoreServer,
+    owner_engine: AsyncEngine,
+) -> None:
+    shop, store, _ = await connect(2500)
+    store_server.storage.drop_next_after = 700 * 1024  # within the third batch's lines
+
+    done = await sync(store)
+
+    assert (done.state, done.imported, done.error) == (SyncStatus.done, 2500, None)
+    assert downloads(store_server, shop) == [200, 200]
+    assert shop.requests.count("AstraBulkOrders") == 1
+    assert len(await order_rows(owner_engine, store)) == 2500

@@ -323,8 +323,8 @@ class _Sync:
             return await self._save(store, [], None, total)
         done = saved.done
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._retry.give_up_after.total_seconds()
-        attempt = 0
+        patience = self._retry.give_up_after.total_seconds()
+        deadline, attempt, done_before = loop.time() + patience, 0, done
         while True:
             try:
                 async with aclosing(store.bulk_orders(operation.url, skip=done)) as orders:
@@ -349,8 +349,10 @@ class _Sync:
             except StoreProblem as problem:
                 if not problem.transient:
                     raise
+                if done > done_before:  # it got further since the last drop: patience anew
+                    deadline, attempt, done_before = loop.time() + patience, 0, done
                 attempt += 1
-                wait = self._retry.backoff(attempt)
+                wait = problem.retry_after or self._retry.backoff(attempt)
                 if loop.time() + wait > deadline:
                     raise StoreProblem(problem.problem, self._gave_up(problem)) from None
                 log.info(

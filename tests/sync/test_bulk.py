@@ -524,3 +524,25 @@ async def test_a_dropped_download_is_picked_up_after_the_last_batch(
     assert downloads(store_server, shop) == [200, 200]
     assert shop.requests.count("AstraBulkOrders") == 1
     assert len(await order_rows(owner_engine, store)) == 2500
+
+
+async def test_a_bulk_query_needs_the_scopes_its_query_needs(
+    store_server: StoreServer, fresh_domain: Callable[[str], str], settings: Settings
+) -> None:
+    """As at Shopify: the mutation is accepted, the operation then fails ACCESS_DENIED; the
+    count, a plain query, is an ACCESS_DENIED error at once."""
+    shop, credentials = shopify(store_server, fresh_domain("noscope{}.myshopify.com"), 20, [])
+    shop.bulk_seconds = 0.1
+    async with StoreApi(settings, shop.domain, ShopifyAppCredentials(**credentials)) as api:
+        with pytest.raises(StoreProblem) as counted:
+            await api.order_count()
+        started = await api.start_bulk_orders()
+        shop.advance_clock(1)
+        [operation] = shop.bulk_operations.values()
+        assert operation.work is not None
+        await operation.work
+        ended = await api.bulk_operation(started.id)
+        problem = api.bulk_failure(ended)
+    assert counted.value.problem == "missing_scope"
+    assert (ended.status, ended.error_code, ended.url) == ("FAILED", "ACCESS_DENIED", None)
+    assert problem.problem == "missing_scope"

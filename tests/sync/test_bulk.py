@@ -546,3 +546,16 @@ async def test_a_bulk_query_needs_the_scopes_its_query_needs(
     assert counted.value.problem == "missing_scope"
     assert (ended.status, ended.error_code, ended.url) == ("FAILED", "ACCESS_DENIED", None)
     assert problem.problem == "missing_scope"
+
+
+async def test_a_result_link_that_is_not_https_is_never_downloaded(
+    connect: Callable[..., Any], sync: Sync, store_server: StoreServer
+) -> None:
+    shop, store, _ = await connect(330)
+    shop.download_scheme = "http"
+
+    failed = await sync(store)
+
+    assert failed.state is SyncStatus.failed
+    assert failed.error is not None and "isn't an HTTPS address" in failed.error
+    assert downloads(store_server, shop) == []

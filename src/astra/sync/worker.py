@@ -38,7 +38,7 @@ def worker_options(settings: Settings, *, concurrency: int, name: str) -> Worker
         # A pooler in transaction mode drops a LISTEN with its transaction: poll instead.
         "listen_notify": not behind_pooler(settings),
         "fetch_job_polling_interval": settings.worker_poll_seconds,
-        "shutdown_graceful_timeout": settings.worker_shutdown_seconds,
+        "shutdown_graceful_timeout": settings.job_shutdown_seconds,
         "delete_jobs": "successful",
         # Signals belong to whoever runs the worker: uvicorn in `astra serve`, run_alone here.
         "install_signal_handlers": False,

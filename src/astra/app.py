@@ -20,7 +20,7 @@ from astra.integrations.api import router as integrations_router
 from astra.integrations.pages import router as integrations_pages
 from astra.logs import RequestLogMiddleware
 from astra.metrics import RequestMetrics
-from astra.ops import OpsEndpoints, pool_sampled, schema_heads
+from astra.ops import OpsEndpoints, pool_sampled, schema_revisions
 from astra.orders.api import router as orders_router
 from astra.settings import Settings
 from astra.stores.net import resolve_host
@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.db = database
         # /readyz compares the database's revision with these.
-        app.state.schema_heads = schema_heads()
+        app.state.schema = schema_revisions()
         app.state.sign_in_limits = SignInLimits.from_settings(settings, database.engine)
         # Routes defer jobs through it; with ASTRA_IN_PROCESS_WORKER (`astra serve`) this
         # process also runs them, with one worker of its own.

@@ -15,6 +15,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,15 +67,25 @@ SYNC_STATES = ("queued", "running", "done", "failed")
 NOT_MIGRATED = "The database's schema is older than this version: run `astra migrate`."
 
 
-def schema_heads() -> frozenset[str]:
-    """The revisions this code's migrations end at (read once, at start)."""
+@dataclass(frozen=True)
+class SchemaRevisions:
+    """This code's migrations: the revisions they end at, and every one they pass."""
+
+    heads: frozenset[str]
+    known: frozenset[str]
+
+
+def schema_revisions() -> SchemaRevisions:
+    """Read once, at start."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    return frozenset(ScriptDirectory.from_config(config).get_heads())
+    script = ScriptDirectory.from_config(config)
+    known = frozenset(revision.revision for revision in script.walk_revisions())
+    return SchemaRevisions(heads=frozenset(script.get_heads()), known=known)
 
 
-async def readiness(database: Database, heads: frozenset[str]) -> str | None:
-    """None when PostgreSQL answers and its schema is at `heads`; else why not."""
+async def readiness(database: Database, schema: SchemaRevisions) -> str | None:
+    """None when PostgreSQL answers and its schema is at this code's head; else why not."""
     try:
         async with asyncio.timeout(DATABASE_TIMEOUT_SECONDS):
             async with begin(database) as db:
@@ -88,10 +99,11 @@ async def readiness(database: Database, heads: frozenset[str]) -> str | None:
         return "The database is unavailable."
     except (SQLAlchemyError, OSError):
         return "The database is unavailable."
-    if revisions == heads:
+    if revisions == schema.heads:
         return None
-    if revisions < heads or not revisions:
+    if not revisions or revisions <= schema.known:
         return NOT_MIGRATED
+    # A revision this code does not know: a newer version migrated it.
     return "The database's schema is not this version's: migrations differ."
 
 
@@ -209,7 +221,7 @@ class OpsEndpoints:
             return _json(200, {"status": "ok"})
         state = scope["app"].state
         if path == READYZ:
-            reason = await readiness(state.db, state.schema_heads)
+            reason = await readiness(state.db, state.schema)
             if reason is None:
                 return _json(200, {"status": "ready"})
             return _json(503, {"status": "unavailable", "reason": reason})

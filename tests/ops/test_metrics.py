@@ -11,8 +11,15 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from astra.ops import samples
-from testkit.stores import Store, connect_store, deliver, encode, send_order, shopify_order
-from testkit.stores import signed_headers
+from testkit.stores import (
+    Store,
+    connect_store,
+    deliver,
+    encode,
+    send_order,
+    shopify_order,
+    signed_headers,
+)
 from tests.conftest import Account
 from tests.ops.conftest import METRICS_TOKEN
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 
 import httpx
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -173,3 +174,27 @@ async def test_metrics_read_syncs_and_the_queue_from_the_database(
     assert value(scraped, "astra_queue_depth") >= 1
     assert value(scraped, "astra_queue_oldest_job_age_seconds") >= 90
     assert value(scraped, "astra_db_pool_connections", state="size") >= 1
+
+
+async def test_a_delivery_that_fails_counts_as_failed_and_a_refusal_by_its_kind() -> None:
+    from prometheus_client import REGISTRY
+
+    from astra.metrics import count_delivery
+    from astra.webhooks.service import DeliveryFailed, MalformedBody
+
+    def now(outcome: str) -> float:
+        labels = {"platform": "woocommerce", "outcome": outcome}
+        return REGISTRY.get_sample_value("astra_webhook_deliveries_total", labels) or 0.0
+
+    async def raising(exc: Exception) -> str:
+        raise exc
+
+    headers = {"x-wc-webhook-topic": "order.created"}
+    before = {o: now(o) for o in ("failed", "malformed")}
+    for exc in (DeliveryFailed("down"), RuntimeError("a bug")):
+        with pytest.raises(type(exc)):
+            await count_delivery(headers, raising(exc))
+    with pytest.raises(MalformedBody):
+        await count_delivery(headers, raising(MalformedBody("not json")))
+    assert now("failed") - before["failed"] == 2
+    assert now("malformed") - before["malformed"] == 1

@@ -136,6 +136,9 @@ async def test_a_metrics_port_without_a_token_keeps_the_app_port_closed(
         await wait_serving(server, f"http://{HOST}:{port}", log)
         assert (await _get(f"http://{HOST}:{port}/metrics")).status_code == 404
         assert (await _get(f"http://{HOST}:{metrics_port}/metrics")).status_code == 200
+        # Bound to 127.0.0.1 itself: another address of this machine does not answer.
+        with pytest.raises(httpx.ConnectError):
+            await _get(f"http://127.0.0.2:{metrics_port}/metrics")
     finally:
         code, _ = await sigterm(server, within=20)
     # One process: exit 0 as well, not the re-raised signal.

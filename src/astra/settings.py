@@ -29,7 +29,10 @@ def store_host_is_the_domain(url: str) -> bool:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ASTRA_", extra="ignore")
+    # A refused value is never echoed: passwords, keys and tokens come this way.
+    model_config = SettingsConfigDict(
+        env_prefix="ASTRA_", extra="ignore", hide_input_in_errors=True
+    )
 
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
     data_dir: Path = Path(".astra")

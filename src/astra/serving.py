@@ -11,6 +11,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -210,9 +211,16 @@ def serve(
     try:
         with _metrics_dir(), _metrics_server(settings, metrics_port):
             return _migrate_and_serve(settings, host, port, workers, worker=worker)
+    except MetricsPortUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     finally:
         if embedded:
             _leave_embedded(settings, started_here=started_here)
+
+
+class MetricsPortUnavailable(Exception):
+    pass
 
 
 @contextmanager
@@ -255,8 +263,20 @@ def _metrics_server(settings: Settings, port: int | None) -> Iterator[None]:
         server_header=False,
         lifespan="on",
     )
+    # Bound here, so a port in use stops `astra serve` at once rather than a thread alone.
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((LOOPBACK, port))
+    except OSError as exc:
+        listener.close()
+        raise MetricsPortUnavailable(
+            f"cannot serve metrics on {LOOPBACK}:{port}: {exc.strerror}"
+        ) from None
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="metrics server", daemon=True)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [listener]}, name="metrics server", daemon=True
+    )
     thread.start()
     print(f"  Metrics on http://{LOOPBACK}:{port}/metrics", flush=True)
     try:
@@ -264,6 +284,7 @@ def _metrics_server(settings: Settings, port: int | None) -> Iterator[None]:
     finally:
         server.should_exit = True
         thread.join(timeout=5)
+        listener.close()
 
 
 def _migrate_and_serve(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import signal
+import socket
 import subprocess
 import time
 import uuid
@@ -143,6 +144,24 @@ async def test_a_metrics_port_without_a_token_keeps_the_app_port_closed(
         code, _ = await sigterm(server, within=20)
     # One process: exit 0 as well, not the re-raised signal.
     assert code == 0, log.read_text()
+
+
+async def test_a_metrics_port_in_use_stops_astra_serve_at_once(
+    test_database: TestDatabase, store_server: StoreServer, tmp_path: Path
+) -> None:
+    with socket.socket() as taken:
+        taken.bind((HOST, 0))
+        taken.listen()
+        log = tmp_path / "serve.log"
+        server = start_serve(
+            serve_environment(test_database, store_server),
+            free_port(),
+            log,
+            metrics_port=taken.getsockname()[1],
+        )
+        code = await asyncio.to_thread(server.wait, 60)
+    assert code == 1
+    assert "error: cannot serve metrics on 127.0.0.1:" in log.read_text()
 
 
 async def _get(url: str, headers: dict[str, str] | None = None) -> httpx.Response:

@@ -108,7 +108,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts, www_redirect=False
     )
     app.add_middleware(SecurityHeaders)
-    # Added last, so it runs first: every response, errors included, carries the id.
+    # Outside the rest (added later, run earlier): every response, errors included,
+    # carries the id, and is counted.
     app.add_middleware(RequestLogMiddleware, access_log=settings.access_log)
     app.add_middleware(RequestMetrics)
     # Probes and /metrics: answered before all of the above (no Host check, log or count).

@@ -45,10 +45,17 @@ def start(
 
 
 def start_serve(
-    env: dict[str, str], port: int, log_path: Path, *, workers: int = 1
+    env: dict[str, str],
+    port: int,
+    log_path: Path,
+    *,
+    workers: int = 1,
+    metrics_port: int | None = None,
 ) -> subprocess.Popen[bytes]:
     """`astra serve` on HOST:port in a subprocess, its output in `log_path`."""
     command = [sys.executable, "-m", "astra.cli", "serve", "--host", HOST, "--port", str(port)]
+    if metrics_port is not None:
+        command += ["--metrics-port", str(metrics_port)]
     return start([*command, "--workers", str(workers)], env, log_path)
 
 

@@ -19,6 +19,8 @@ from astra.http import BodyLimit, CrossSiteGuard, install_error_handlers
 from astra.integrations.api import router as integrations_router
 from astra.integrations.pages import router as integrations_pages
 from astra.logs import RequestLogMiddleware
+from astra.metrics import RequestMetrics
+from astra.ops import OpsEndpoints, pool_sampled, schema_revisions
 from astra.orders.api import router as orders_router
 from astra.settings import Settings
 from astra.stores.net import resolve_host
@@ -41,6 +43,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_overflow=settings.db_max_overflow,
         )
         app.state.db = database
+        # /readyz compares the database's revision with these.
+        app.state.schema = schema_revisions()
         app.state.sign_in_limits = SignInLimits.from_settings(settings, database.engine)
         # Routes defer jobs through it; with ASTRA_IN_PROCESS_WORKER (`astra serve`) this
         # process also runs them, with one worker of its own.
@@ -53,7 +57,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.collect()
         gc.freeze()
         try:
-            async with open_queue(jobs, settings, max_connections=queue_connections):
+            async with (
+                pool_sampled(database),
+                open_queue(jobs, settings, max_connections=queue_connections),
+            ):
                 app.state.jobs = jobs
                 if worker:
                     start_in_process(jobs, settings)
@@ -101,6 +108,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts, www_redirect=False
     )
     app.add_middleware(SecurityHeaders)
-    # Added last, so it runs first: every response, errors included, carries the id.
+    # Outside the rest (added later, run earlier): every response, errors included,
+    # carries the id, and is counted.
     app.add_middleware(RequestLogMiddleware, access_log=settings.access_log)
+    app.add_middleware(RequestMetrics)
+    # Probes and /metrics: answered before all of the above (no Host check, log or count).
+    app.add_middleware(OpsEndpoints, metrics_token=settings.metrics_token)
     return app

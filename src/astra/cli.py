@@ -57,11 +57,22 @@ def serve(
     worker: Annotated[
         bool, typer.Option("--worker/--no-worker", help="run a queue worker in each process")
     ] = True,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=65535, help="also serve /metrics on 127.0.0.1:N [ASTRA_METRICS_PORT]"
+        ),
+    ] = None,
 ) -> None:
     settings = Settings()
     raise typer.Exit(
         serving.serve(
-            settings, host or settings.host, port or settings.port, workers, worker=worker
+            settings,
+            host or settings.host,
+            port or settings.port,
+            workers,
+            worker=worker,
+            metrics_port=metrics_port,
         )
     )
 

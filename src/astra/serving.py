@@ -9,8 +9,17 @@ import asyncio
 import logging
 import os
 import secrets
+import shutil
+import signal
+import socket
 import sys
+import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -27,6 +36,11 @@ from astra.logs import LOG_CONFIG
 from astra.settings import WILDCARD_HOSTS, Settings
 
 logger = logging.getLogger(__name__)
+
+LOOPBACK = "127.0.0.1"
+# prometheus_client's multiprocess mode (astra.metrics reads the same name; imported here
+# before prometheus_client would be, which must see it set first).
+MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def _owner_count(settings: Settings, query: str) -> int:
@@ -182,14 +196,95 @@ class CappedHttpTools(HttpToolsProtocol):
         self.in_head = True
 
 
-def serve(settings: Settings, host: str, port: int, workers: int, *, worker: bool) -> int:
+def serve(
+    settings: Settings,
+    host: str,
+    port: int,
+    workers: int,
+    *,
+    worker: bool,
+    metrics_port: int | None = None,
+) -> int:
     embedded = settings.database_url is None
     started_here = embedded and not embedded_running(settings.data_dir)
+    metrics_port = metrics_port or settings.metrics_port
     try:
-        return _migrate_and_serve(settings, host, port, workers, worker=worker)
+        with _metrics_dir(), _metrics_server(settings, metrics_port):
+            return _migrate_and_serve(settings, host, port, workers, worker=worker)
+    except MetricsPortUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     finally:
         if embedded:
             _leave_embedded(settings, started_here=started_here)
+
+
+class MetricsPortUnavailable(Exception):
+    pass
+
+
+@contextmanager
+def _metrics_dir() -> Iterator[None]:
+    """A fresh PROMETHEUS_MULTIPROC_DIR for this run, set before any worker imports
+    prometheus_client: every worker writes its samples there, a scrape adds them up, and
+    nothing is left of an earlier run. One the operator set is emptied instead of made."""
+    given = os.environ.get(MULTIPROC_DIR_VARIABLE)
+    if given:
+        path = Path(given)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink()
+    else:
+        path = Path(tempfile.mkdtemp(prefix="astra-metrics-"))
+        os.environ[MULTIPROC_DIR_VARIABLE] = str(path)
+    try:
+        yield
+    finally:
+        if not given:
+            shutil.rmtree(path, ignore_errors=True)
+            os.environ.pop(MULTIPROC_DIR_VARIABLE, None)
+
+
+@contextmanager
+def _metrics_server(settings: Settings, port: int | None) -> Iterator[None]:
+    """/metrics on 127.0.0.1:port, in a thread of this (the supervising) process, for as
+    long as the block runs; nothing without a port."""
+    if port is None:
+        yield
+        return
+    from astra.ops import metrics_app
+
+    config = uvicorn.Config(
+        metrics_app(settings),
+        host=LOOPBACK,
+        port=port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        lifespan="on",
+    )
+    # Bound here, so a port in use stops `astra serve` at once rather than a thread alone.
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((LOOPBACK, port))
+    except OSError as exc:
+        listener.close()
+        raise MetricsPortUnavailable(
+            f"cannot serve metrics on {LOOPBACK}:{port}: {exc.strerror}"
+        ) from None
+    server = uvicorn.Server(config)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [listener]}, name="metrics server", daemon=True
+    )
+    thread.start()
+    print(f"  Metrics on http://{LOOPBACK}:{port}/metrics", flush=True)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(timeout=5)
+        listener.close()
 
 
 def _migrate_and_serve(
@@ -217,6 +312,11 @@ def _migrate_and_serve(
         )
     # Read by the app's lifespan in every uvicorn process: one queue worker each.
     os.environ["ASTRA_IN_PROCESS_WORKER"] = "1" if worker else "0"
+    # uvicorn, having shut down on a signal, raises it again: with a handler of ours that
+    # does nothing, a graceful stop ends here and exits 0 (the supervisor of several
+    # workers exits 0 by itself).
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _stopped)
     uvicorn.run(
         "astra.app:create_app",
         factory=True,
@@ -232,5 +332,12 @@ def _migrate_and_serve(
         server_header=False,
         log_config=LOG_CONFIG,
         access_log=False,
+        # On SIGTERM: stop accepting, let in-flight requests finish for this long, then the
+        # lifespan's end hands running jobs back (Settings.job_shutdown_seconds).
+        timeout_graceful_shutdown=settings.http_shutdown_seconds,
     )
     return 0
+
+
+def _stopped(signum: int, frame: FrameType | None) -> None:
+    """uvicorn's shutdown is done; nothing is left to do for the signal."""

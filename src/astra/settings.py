@@ -17,6 +17,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # noqa: S104 (names them, binds nothing)
 
 STORE_API_URL_DEFAULT = "https://{domain}"
+# Of ASTRA_SHUTDOWN_SECONDS, kept for what follows the jobs' wait: handing them back to the
+# queue, unregistering the worker, closing the pools.
+SHUTDOWN_MARGIN_SECONDS = 2.0
 
 
 def store_host_is_the_domain(url: str) -> bool:
@@ -26,7 +29,10 @@ def store_host_is_the_domain(url: str) -> bool:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ASTRA_", extra="ignore")
+    # A refused value is never echoed: passwords, keys and tokens come this way.
+    model_config = SettingsConfigDict(
+        env_prefix="ASTRA_", extra="ignore", hide_input_in_errors=True
+    )
 
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
     data_dir: Path = Path(".astra")
@@ -133,7 +139,29 @@ class Settings(BaseSettings):
     # it beats every third of that.
     worker_stalled_seconds: int = Field(default=30, ge=3)
     # On shutdown, running jobs get this long to finish; then they go back to the queue.
-    worker_shutdown_seconds: float = Field(default=10.0, ge=0)
+    # Unset: what ASTRA_SHUTDOWN_SECONDS leaves after the HTTP drain (job_shutdown_seconds).
+    worker_shutdown_seconds: float | None = Field(default=None, ge=0)
+
+    # SIGTERM to exit, at most: in-flight requests get half of it, then running jobs what
+    # is left but SHUTDOWN_MARGIN_SECONDS (handing them back, closing the pools).
+    shutdown_seconds: float = Field(default=20.0, ge=2)
+    # /metrics: with this bearer token on the app's port, and/or on 127.0.0.1:metrics_port
+    # (`astra serve --metrics-port`); neither set, metrics are off (/metrics is a 404).
+    metrics_token: str | None = Field(default=None, min_length=16)
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+
+    @property
+    def http_shutdown_seconds(self) -> int:
+        """uvicorn's timeout_graceful_shutdown: in-flight requests' time to finish."""
+        return max(1, int(self.shutdown_seconds // 2))
+
+    @property
+    def job_shutdown_seconds(self) -> float:
+        """A stopping worker's wait for its running jobs before it hands them back."""
+        if self.worker_shutdown_seconds is not None:
+            return self.worker_shutdown_seconds
+        left = self.shutdown_seconds - self.http_shutdown_seconds - SHUTDOWN_MARGIN_SECONDS
+        return max(0.0, left)
 
     @property
     def session_ttl(self) -> timedelta:

@@ -55,6 +55,7 @@ REQUESTS = 3000
 CONCURRENCY = 64
 POOL_SIZE = 4  # pgbouncer's server connections for astra_app
 PROBES = 4  # probe connections running beside the load
+METRICS_TOKEN = "scaleout-metrics-token-0123456789"
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,7 @@ def app_urls(
         "ASTRA_DATA_DIR": str(scaleout_settings.data_dir),
         "ASTRA_DB_POOLER_URL": bouncer.url(),
         "ASTRA_ACCESS_LOG": "false",
+        "ASTRA_METRICS_TOKEN": METRICS_TOKEN,
     }
     with _serving(env, app_logs) as urls:
         yield urls
@@ -395,6 +397,24 @@ async def _clients(urls: list[str]) -> AsyncIterator[list[httpx.AsyncClient]]:
     finally:
         for client in clients:
             await client.aclose()
+
+
+async def test_readiness_and_metrics_read_the_database_through_pgbouncer(
+    app_urls: list[str],
+) -> None:
+    """The probes' and the scrape's reads (a SET LOCAL, a definer function, the queue's
+    tables) work over transaction pooling, with no prepared statements."""
+    async with httpx.AsyncClient(timeout=10) as client:
+        for url in app_urls:
+            ready = await client.get(f"{url}/readyz")
+            assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
+            for _ in range(6):  # past psycopg's and asyncpg's prepare thresholds
+                scraped = await client.get(
+                    f"{url}/metrics", headers={"authorization": f"Bearer {METRICS_TOKEN}"}
+                )
+                assert scraped.status_code == 200
+                assert "astra_metrics_database_up 1.0" in scraped.text
+                assert 'astra_syncs{state="done"}' in scraped.text
 
 
 async def test_every_response_through_pgbouncer_holds_only_the_callers_rows(

@@ -19,7 +19,7 @@ import procrastinate
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from astra.sync.queue import PRUNE_DELIVERIES
+from astra.sync.queue import PRUNE_DELIVERIES, defer_exclusive
 from testkit.job_worker import HOLD
 from testkit.processes import HOST, free_port, start, wait_until_serving
 from tests.conftest import TestDatabase
@@ -167,6 +167,37 @@ async def test_a_stopped_worker_hands_its_running_job_back(
     state = await job(owner_engine, job_id)
     assert state is not None and state[:2] == ("todo", 1)
     assert await registered_workers(owner_engine) == 0
+
+
+async def test_a_stopped_job_whose_key_waits_again_ends_and_lets_the_waiting_one_run(
+    test_database: TestDatabase, jobs: procrastinate.App, owner_engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """The same key asked for again while its job runs (reconciliation re-asking for a
+    running sync): the stopped job cannot go back (its queueing lock is the waiting one's).
+    procrastinate would leave it `doing`, holding the key's lock, and the waiting one would
+    never run; it ends as aborted instead."""
+    env = environment(test_database, ASTRA_WORKER_SHUTDOWN_SECONDS="0.5")
+    log = tmp_path / "worker.log"
+    worker = start(HOLDING_WORKER, env, log)
+    try:
+        running = await defer_exclusive(jobs, HOLD, "key:1")
+        assert running is not None
+        await eventually(lambda: _running(owner_engine, running), within=60)
+        waiting = await defer_exclusive(jobs, HOLD, "key:1")
+        assert waiting is not None
+    finally:
+        code = stop(worker, timeout=20)
+
+    assert code == 0, log.read_text()
+    assert await job(owner_engine, running) == ("aborted", 1, None)
+    assert await job(owner_engine, waiting) == ("todo", 0, None)
+    assert await registered_workers(owner_engine) == 0
+    # The key's lock is free: the next worker takes the waiting one up.
+    worker = start(HOLDING_WORKER, env, tmp_path / "next.log")
+    try:
+        await eventually(lambda: _running(owner_engine, waiting), within=60)
+    finally:
+        assert stop(worker, timeout=20) == 0
 
 
 async def test_astra_serve_runs_one_worker_per_process_until_sigterm(

@@ -12,14 +12,22 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import CursorResult, Executable, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import QueuePool
 
 ACT_AS = text("SELECT public.app_act_as(:user_id)")
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    size: int  # connections the pool keeps open
+    in_use: int  # of them, lent out right now
 
 
 class Database:
@@ -39,6 +47,12 @@ class Database:
             # Error messages would otherwise quote bound values, secrets included.
             hide_parameters=True,
         )
+
+    def pool_stats(self) -> PoolStats:
+        pool = self.engine.pool
+        if not isinstance(pool, QueuePool):
+            return PoolStats(size=0, in_use=0)
+        return PoolStats(size=pool.size(), in_use=pool.checkedout())
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -20,7 +20,7 @@ from typing import Any
 
 import procrastinate
 from procrastinate import exceptions as queue_errors
-from procrastinate.jobs import Job
+from procrastinate.jobs import Job, Status
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -212,12 +212,26 @@ async def defer_sync(app: procrastinate.App, integration_id: uuid.UUID) -> int |
     )
 
 
+# No live worker's heartbeat is this old: with it, `retry_stalled_jobs` takes only the jobs
+# left `doing` by no worker at all (see QueueWorker.stop).
+ORPHANS_ONLY = 10**9
+
+
 async def retry_stalled_jobs(app: procrastinate.App, *, stalled_seconds: float) -> int:
-    """Put the jobs of workers silent for `stalled_seconds` back in the queue; how many."""
+    """Put the jobs of workers silent for `stalled_seconds` back in the queue; how many.
+
+    A job whose key has another job waiting already (the same queueing lock: a sync that
+    reconciliation asked for again while this one ran) cannot go back; procrastinate would
+    leave it `doing` for ever, holding the key's lock, so the waiting one never ran. It
+    ends as aborted instead, and the waiting job does its work (a sync resumes from the
+    cursor it saved)."""
     retried = 0
     for job in await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=stalled_seconds):
         try:
             await app.job_manager.retry_job(job)
+        except queue_errors.UniqueViolation:
+            await _superseded(app, job)
+            continue
         except queue_errors.ConnectorException:
             # It finished, or another recovery took it, between the query and now.
             continue
@@ -227,6 +241,20 @@ async def retry_stalled_jobs(app: procrastinate.App, *, stalled_seconds: float) 
         )
         retried += 1
     return retried
+
+
+async def _superseded(app: procrastinate.App, job: Job) -> None:
+    assert job.id is not None
+    try:
+        await app.job_manager.finish_job_by_id_async(
+            job.id, status=Status.ABORTED, delete_job=False
+        )
+    except queue_errors.ConnectorException:
+        return  # another recovery ended it first
+    logger.warning(
+        "Job ended: the same job waits in the queue already and does its work",
+        extra={"job_id": job.id, "task": job.task_name},
+    )
 
 
 async def defer_exclusive(

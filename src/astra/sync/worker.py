@@ -21,7 +21,7 @@ from procrastinate.app import WorkerOptions
 from astra.db.session import Database
 from astra.db.urls import app_url
 from astra.settings import Settings
-from astra.sync.queue import behind_pooler, job_app, open_queue
+from astra.sync.queue import ORPHANS_ONLY, behind_pooler, job_app, open_queue, retry_stalled_jobs
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def worker_options(settings: Settings, *, concurrency: int, name: str) -> Worker
         # A pooler in transaction mode drops a LISTEN with its transaction: poll instead.
         "listen_notify": not behind_pooler(settings),
         "fetch_job_polling_interval": settings.worker_poll_seconds,
-        "shutdown_graceful_timeout": settings.worker_shutdown_seconds,
+        "shutdown_graceful_timeout": settings.job_shutdown_seconds,
         "delete_jobs": "successful",
         # Signals belong to whoever runs the worker: uvicorn in `astra serve`, run_alone here.
         "install_signal_handlers": False,
@@ -88,6 +88,13 @@ class QueueWorker:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
+        # A job handed back while the same job already waited could not go back (its
+        # queueing lock): it is left `doing`, of no worker. End it now, not a stalled-job
+        # tick after the next worker starts, so the waiting one may run.
+        try:
+            await retry_stalled_jobs(self._app, stalled_seconds=ORPHANS_ONLY)
+        except Exception:
+            logger.warning("Could not check for jobs left behind", exc_info=True)
 
     def hurry(self) -> None:
         """While stopping: hand the running jobs back now rather than wait for them."""

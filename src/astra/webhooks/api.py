@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from astra.db.session import Db
 from astra.errors import NotFound
 from astra.http import SettingsDep, error_responses
+from astra.metrics import count_delivery
 from astra.webhooks import service
 from astra.webhooks.schemas import WebhookReceipt
 
@@ -63,11 +64,14 @@ async def receive_order(request: Request, db: Db, settings: SettingsDep) -> Webh
     # The raw bytes as sent (signatures cover them exactly); the app caps their size
     # (ASTRA_WEBHOOK_MAX_BODY_BYTES, see create_app).
     body = await request.body()
-    outcome = await service.receive_order_webhook(
-        db,
-        integration_id=target,
-        headers=request.headers,
-        body=body,
-        encryption_key=settings.encryption_key,
+    outcome = await count_delivery(
+        request.headers,
+        service.receive_order_webhook(
+            db,
+            integration_id=target,
+            headers=request.headers,
+            body=body,
+            encryption_key=settings.encryption_key,
+        ),
     )
     return WebhookReceipt(outcome=outcome)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from astra.db.sqlscript import run_script
 
-revision = "0010"
+revision = "0009"
 down_revision = "0008"
 branch_labels = None
 depends_on = None

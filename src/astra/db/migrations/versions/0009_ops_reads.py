@@ -2,7 +2,7 @@
 and, for /metrics, how many stores' syncs stand in each state and how many orders the syncs
 found that no webhook had brought, over every seller (counts only, never a row).
 
-Revision ID: 0010
+Revision ID: 0009
 Revises: 0008
 """
 

@@ -28,6 +28,7 @@ from astra.sync.worker import QUEUE_CONNECTIONS, start_in_process, stop_in_proce
 from astra.web.assets import STATIC_PATH, static_files
 from astra.web.security import SecurityHeaders
 from astra.webhooks.api import router as webhooks_router
+from astra.webhooks.batch import WebhookBatcher
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -41,6 +42,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_overflow=settings.db_max_overflow,
         )
         app.state.db = database
+        batcher = WebhookBatcher(
+            database,
+            encryption_key=settings.encryption_key,
+            window_ms=settings.webhook_batch_ms,
+            max_size=settings.webhook_batch_max,
+        )
+        app.state.webhook_batcher = batcher
         app.state.sign_in_limits = SignInLimits.from_settings(settings, database.engine)
         # Routes defer jobs through it; with ASTRA_IN_PROCESS_WORKER (`astra serve`) this
         # process also runs them, with one worker of its own.
@@ -63,6 +71,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     # Its running jobs finish, or go back to the queue, before pools close.
                     await stop_in_process()
         finally:
+            # Every delivery accepted is committed or answered before the pool closes.
+            await batcher.drain()
             await database.dispose()
             gc.unfreeze()
 

@@ -57,6 +57,11 @@ class WebhookBatcher:
         self._draining = False
         self.counts = BatchCounts()
 
+    @property
+    def waiting(self) -> int:
+        """Deliveries waiting for their batch to start."""
+        return len(self._waiting)
+
     async def receive(
         self, integration_id: uuid.UUID, headers: Mapping[str, str], body: bytes
     ) -> Receipt:

@@ -26,10 +26,10 @@ import uuid
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
-from sqlalchemy import Row, Select, bindparam, exists, select, text
-from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
+from sqlalchemy import Row, Select, bindparam, exists, func, select, text
+from sqlalchemy.dialects.postgresql import ARRAY, UUID, Insert, insert
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.sql.dml import ReturningInsert
 
@@ -88,30 +88,61 @@ _DELIVERY_FIELDS = (
     "body_bytes",
     "reason",
 )
-RECORD_DELIVERY = (
-    insert(webhook_deliveries)
-    .values({name: bindparam(name) for name in _DELIVERY_FIELDS})
-    .on_conflict_do_nothing(index_elements=["integration_id", "delivery_id"])
-    .returning(webhook_deliveries.c.delivery_id)
-)
-_recorded = RECORD_DELIVERY.cte("recorded")
-_just_recorded = exists(select(_recorded.c.delivery_id))
 
 
-def _with_order(write: ReturningInsert[Any]) -> Select[bool, bool]:
-    """Record the delivery and write its order in one round trip. The order is written only
-    when the delivery was recorded just now (a duplicate writes nothing): the write reads
-    `recorded`, so the delivery's insert, and its wait on a concurrent copy, come first."""
-    written = write.cte("written")
-    return select(_just_recorded.label("recorded"), exists(select(written.c.id)).label("written"))
+class _Statements(NamedTuple):
+    # The delivery alone; the delivery and its order version; the delivery and its delete.
+    record: ReturningInsert[Any]
+    store: Select[bool, bool]
+    delete: Select[bool, bool]
 
 
-RECORD_AND_STORE_ORDER = _with_order(
-    writer.store_version(origin=OrderOrigin.webhook, when=_just_recorded)
-)
-RECORD_AND_DELETE_ORDER = _with_order(
-    writer.mark_deleted(origin=OrderOrigin.webhook, when=_just_recorded)
-)
+def _statements(*, acting: bool) -> _Statements:
+    """The delivery's statements. `acting`: each acts as the delivery's owner (`user_id`)
+    itself, before any of its rows is written, so deliveries of different owners can follow
+    one another in one transaction. RLS checks a row when it is written, against the acting
+    user then: the delivery's row comes from `acting`, so it cannot exist before."""
+    record: Insert
+    if acting:
+        owner = bindparam("user_id", type_=webhook_deliveries.c.user_id.type)
+        acted = select(func.public.app_act_as(owner).label("acted")).cte("acting")
+        values = select(
+            *(bindparam(name, type_=webhook_deliveries.c[name].type) for name in _DELIVERY_FIELDS)
+        ).select_from(acted)
+        record = insert(webhook_deliveries).from_select(_DELIVERY_FIELDS, values)
+    else:
+        record = insert(webhook_deliveries).values(
+            {name: bindparam(name) for name in _DELIVERY_FIELDS}
+        )
+    recording = record.on_conflict_do_nothing(
+        index_elements=["integration_id", "delivery_id"]
+    ).returning(webhook_deliveries.c.delivery_id)
+    recorded = recording.cte("recorded")
+    just_recorded = exists(select(recorded.c.delivery_id))
+
+    def with_order(write: ReturningInsert[Any]) -> Select[bool, bool]:
+        """Record the delivery and write its order in one round trip. The order is written
+        only when the delivery was recorded just now (a duplicate writes nothing): the write
+        reads `recorded`, so the delivery's insert, and its wait on a concurrent copy, come
+        first."""
+        written = write.cte("written")
+        return select(
+            just_recorded.label("recorded"), exists(select(written.c.id)).label("written")
+        )
+
+    return _Statements(
+        recording,
+        with_order(writer.store_version(origin=OrderOrigin.webhook, when=just_recorded)),
+        with_order(writer.mark_deleted(origin=OrderOrigin.webhook, when=just_recorded)),
+    )
+
+
+# In a transaction already acting as the owner (`TARGET` did), and in a batch.
+AS_OWNER = _statements(acting=False)
+ACTING = _statements(acting=True)
+RECORD_DELIVERY = AS_OWNER.record
+RECORD_AND_STORE_ORDER = AS_OWNER.store
+RECORD_AND_DELETE_ORDER = AS_OWNER.delete
 # The stored version is newer than the delivery's: the log says so.
 MARK_DELIVERY_STALE = text(
     "UPDATE public.webhook_deliveries SET outcome = 'stale' "
@@ -319,16 +350,12 @@ async def receive_batch(
 
 
 async def _write_batch(db: Transaction, verified: list[_Verified]) -> list[Receipt]:
-    """Each delivery's writes, acting as its owner: RLS checks every row against the
-    owner of the delivery that writes it, as on the one-by-one path."""
-    receipts: list[Receipt] = []
-    acting: uuid.UUID | None = None
-    for item in verified:
-        if item.target.user_id != acting:
-            acting = item.target.user_id
-            await act_as(db, acting)
-        receipts.append(await _write(db, item.arrival.integration_id, item.target, item.delivery))
-    return receipts
+    """Each delivery's writes, each statement acting as its owner (`ACTING`): RLS checks
+    every row against the owner of the delivery that writes it, as on the one-by-one path."""
+    return [
+        await _write(db, item.arrival.integration_id, item.target, item.delivery, ACTING)
+        for item in verified
+    ]
 
 
 async def _receive_alone(database: Database, arrival: Arrival, encryption_key: bytes) -> None:
@@ -502,7 +529,11 @@ def _delivery_values(
 
 
 async def _write(
-    db: Transaction, integration_id: uuid.UUID, target: Row[Any], delivery: Delivery
+    db: Transaction,
+    integration_id: uuid.UUID,
+    target: Row[Any],
+    delivery: Delivery,
+    statements: _Statements = AS_OWNER,
 ) -> Receipt:
     """The delivery's statements; any database error is raised as it is."""
     outcome = _planned_outcome(delivery, target.is_active)
@@ -511,14 +542,14 @@ async def _write(
     if order is None:
         if delivery.refusal is not None:
             _refused(integration_id, "not-acted-on")
-        recorded = (await db.execute(RECORD_DELIVERY, values)).first() is not None
+        recorded = (await db.execute(statements.record, values)).first() is not None
         return outcome.value if recorded else "duplicate"
     values |= order.parameters() | {"platform": target.platform}
     if delivery.action is OrderAction.delete:
-        statement = RECORD_AND_DELETE_ORDER
+        statement = statements.delete
         values["deleted_at"] = delivery.moment
     else:
-        statement = RECORD_AND_STORE_ORDER
+        statement = statements.store
         values["restore"] = delivery.action is OrderAction.restore
     recorded, written = (await db.execute(statement, values)).one()
     if not recorded:

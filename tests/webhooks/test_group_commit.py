@@ -168,9 +168,7 @@ async def test_a_delivery_failing_in_its_batch_fails_alone(
     assert [r.status_code for r in responses] == [200, 200, 200, 503, 200, 200]
     assert responses[3].headers["retry-after"] == "5"
     assert "injected" not in responses[3].text
-    assert counts(batching) == BatchCounts(
-        batches=1, committed=0, deliveries=6, largest=6, alone=6
-    )
+    assert counts(batching) == BatchCounts(batches=1, committed=0, deliveries=6, largest=6, alone=6)
     stored = {o["platform_order_id"] for o in await orders_of(owner_engine, shopify_store)}
     assert stored == {"0", "1", "2", "4", "5"}
     assert len(await deliveries_of(owner_engine, shopify_store)) == 5
@@ -183,7 +181,10 @@ async def test_an_order_the_database_cannot_hold_is_refused_alone_in_a_batch(
     good = [encode(shopify_order(n)) for n in range(4)]
 
     responses = await asyncio.gather(
-        *(deliver(client, shopify_store, b, shopify_headers(shopify_store, b)) for b in [bad, *good])
+        *(
+            deliver(client, shopify_store, b, shopify_headers(shopify_store, b))
+            for b in [bad, *good]
+        )
     )
 
     assert [r.json()["outcome"] for r in responses] == ["refused"] + ["stored"] * 4
@@ -220,9 +221,7 @@ async def test_refusals_in_a_batch_write_nothing_and_leave_the_rest(
     )
 
     assert [r.status_code for r in responses] == [401, 404, 400, 200]
-    assert counts(batching) == BatchCounts(
-        batches=1, committed=1, deliveries=4, largest=4, alone=0
-    )
+    assert counts(batching) == BatchCounts(batches=1, committed=1, deliveries=4, largest=4, alone=0)
     [order] = await orders_of(owner_engine, shopify_store)
     assert order["platform_order_id"] == "8"
 
@@ -314,8 +313,11 @@ async def test_shutdown_commits_every_waiting_delivery_before_the_pool_closes(
         async with app.router.lifespan_context(app):
             batcher = app.state.webhook_batcher
             sent = [asyncio.create_task(send_order(client, shopify_store, n)) for n in range(3)]
-            while batcher.waiting < 3:
+            for _ in range(1000):
+                if batcher.waiting == 3:
+                    break
                 await asyncio.sleep(0.01)
+            assert batcher.waiting == 3
             started = time.monotonic()
         answers: list[Any] = await asyncio.gather(*sent)
         assert time.monotonic() - started < 10

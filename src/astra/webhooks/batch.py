@@ -17,14 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from astra.db.session import Database
 from astra.webhooks import service
 from astra.webhooks.schemas import Receipt
 from astra.webhooks.service import Arrival, DeliveryFailed
+
+log = logging.getLogger(__name__)
 
 SHUTTING_DOWN = "The service is shutting down; send the delivery again later."
 
@@ -120,7 +123,9 @@ class WebhookBatcher:
         except BaseException as exc:
             # Not expected (receive_batch settles every delivery): no request waits forever.
             for arrival in batch:
-                arrival.settle(error=exc if isinstance(exc, Exception) else DeliveryFailed(SHUTTING_DOWN))
+                arrival.settle(
+                    error=exc if isinstance(exc, Exception) else DeliveryFailed(SHUTTING_DOWN)
+                )
             raise
 
     async def drain(self) -> None:
@@ -129,3 +134,4 @@ class WebhookBatcher:
         self._send()
         while self._running:
             await asyncio.gather(*self._running, return_exceptions=True)
+        log.info("webhook batcher drained", extra=asdict(self.counts))

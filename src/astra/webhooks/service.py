@@ -203,6 +203,7 @@ async def receive_order_webhook(
     checked = _check(target, integration_id, headers, body, encryption_key)
     if checked is None:
         return "ping"
+    assert target is not None  # else _check raised NotFound
     receipt = await _guarded(_record(db, integration_id, target, checked), integration_id)
     _log_received(integration_id, target, checked, receipt)
     return receipt
@@ -323,7 +324,7 @@ async def receive_batch(
                 verified.append(_Verified(arrival, target, delivery))
             verified.sort(key=lambda item: item.lock_order)
             receipts = await _write_batch(db, verified)
-    except Exception as exc:  # noqa: BLE001 (each delivery is received again, on its own)
+    except Exception as exc:  # each delivery is received again, on its own
         log.warning(
             "webhook batch failed; its deliveries are received one by one",
             extra={
@@ -334,8 +335,9 @@ async def receive_batch(
         )
         await asyncio.gather(
             *(
-                asyncio.create_task(_receive_alone(database, arrival, encryption_key),
-                                    context=arrival.context)
+                asyncio.create_task(
+                    _receive_alone(database, arrival, encryption_key), context=arrival.context
+                )
                 for arrival in arrivals
                 if not arrival.answer.done()
             )
@@ -367,7 +369,7 @@ async def _receive_alone(database: Database, arrival: Arrival, encryption_key: b
             body=arrival.body,
             encryption_key=encryption_key,
         )
-    except Exception as exc:  # noqa: BLE001 (the request's own answer: raised in its route)
+    except Exception as exc:  # the request's own answer: raised in its route
         arrival.settle(error=exc)
     else:
         arrival.settle(receipt)
@@ -509,7 +511,9 @@ async def _record(
     except DBAPIError as exc:
         if not str(getattr(exc.orig, "sqlstate", "")).startswith(_DATA_EXCEPTION):
             raise
-        return await _record_unholdable(db, target, _delivery_values(integration_id, target, delivery))
+        return await _record_unholdable(
+            db, target, _delivery_values(integration_id, target, delivery)
+        )
 
 
 def _delivery_values(

@@ -385,20 +385,18 @@ async def receive_alone(
 ) -> Receipt:
     """One delivery in one transaction, committed before this returns; a failure to
     commit is a 503 too, so the platform retries."""
-    db = Transaction(database.engine)
-    try:
-        receipt = await receive_order_webhook(
-            db,
-            integration_id=integration_id,
-            headers=headers,
-            body=body,
-            encryption_key=encryption_key,
-        )
-    except BaseException:
-        await db.end(commit=False)
-        raise
-    await _guarded(db.end(commit=True), integration_id)
-    return receipt
+
+    async def committed() -> Receipt:
+        async with begin(database) as db:
+            return await receive_order_webhook(
+                db,
+                integration_id=integration_id,
+                headers=headers,
+                body=body,
+                encryption_key=encryption_key,
+            )
+
+    return await _guarded(committed(), integration_id)
 
 
 def _check_sender(

@@ -100,8 +100,12 @@ class _Statements(NamedTuple):
 def _statements(*, acting: bool) -> _Statements:
     """The delivery's statements. `acting`: each acts as the delivery's owner (`user_id`)
     itself, before any of its rows is written, so deliveries of different owners can follow
-    one another in one transaction. RLS checks a row when it is written, against the acting
-    user then: the delivery's row comes from `acting`, so it cannot exist before."""
+    one another in one transaction, one round trip each. RLS checks a row when it is
+    written, against the user acted as then (the policies' `(SELECT app_user_id())` is
+    evaluated at its first use, the first row's check), and the delivery's row is made from
+    `acting`'s one row, so it cannot exist before. Were it ever checked earlier, it would be
+    against the previous delivery's owner or none, and refused: the batch would fail and
+    its deliveries be received one by one, never written as another seller."""
     record: Insert
     if acting:
         owner = bindparam("user_id", type_=webhook_deliveries.c.user_id.type)
@@ -278,9 +282,10 @@ class _Verified:
     @property
     def lock_order(self) -> tuple[str, str, str, str]:
         """Concurrent batches take their row locks (the delivery's key, the order's row) in
-        this one order, so two of them never wait for each other in a cycle. Sorting is
-        stable: two versions of one order keep their order of arrival (ties go to the
-        later)."""
+        this one order, so two of them never wait for each other in a cycle (copies of one
+        delivery included). Versions of one order are written in delivery-id order: the
+        newest wins whatever the order, and two as new as each other arrived within the
+        window, so neither came later."""
         order = self.delivery.order
         return (
             str(self.target.user_id),

@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_overflow=settings.db_max_overflow,
         )
         app.state.db = database
-        app.state.sign_in_limits = SignInLimits.from_settings(settings, database.engine)
+        app.state.sign_in_limits = SignInLimits.from_settings(settings, database)
         # Routes defer jobs through it; with ASTRA_IN_PROCESS_WORKER (`astra serve`) this
         # process also runs them, with one worker of its own.
         worker = settings.in_process_worker

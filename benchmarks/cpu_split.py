@@ -149,7 +149,7 @@ async def _cpu_per_call(call: Call, requests: int, first: int) -> float:
 
 async def _sql_only(settings: Settings, requests: int, rounds: int) -> tuple[float, float]:
     """The seller list without HTTP: the project's own calls (authenticate, then
-    list_integrations, in a request transaction on SQLAlchemy) against the raw stack's
+    list_integrations, in a request transaction on the executor) against the raw stack's
     (the same two statements on asyncpg); microseconds of CPU each."""
     from astra.auth.service import authenticate, hash_token
     from astra.db.session import Transaction
@@ -162,7 +162,7 @@ async def _sql_only(settings: Settings, requests: int, rounds: int) -> tuple[flo
     listing = raw_app.LIST_PAGE[False, False]
 
     async def with_sqlalchemy(i: int) -> int:
-        db = Transaction(database.engine)
+        db = Transaction(database)
         user = await authenticate(db, token)
         assert user is not None
         page = await list_integrations(db, user, limit=50, cursor=None)

@@ -49,7 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_size=settings.webhook_batch_max,
         )
         app.state.webhook_batcher = batcher
-        app.state.sign_in_limits = SignInLimits.from_settings(settings, database.engine)
+        app.state.sign_in_limits = SignInLimits.from_settings(settings, database)
         # Routes defer jobs through it; with ASTRA_IN_PROCESS_WORKER (`astra serve`) this
         # process also runs them, with one worker of its own.
         worker = settings.in_process_worker

@@ -17,6 +17,7 @@ from astra.db.session import Database
 from astra.db.urls import app_url
 from astra.http import BodyLimit, CrossSiteGuard, install_error_handlers
 from astra.integrations.api import router as integrations_router
+from astra.integrations.hot import HotIntegrationRoutes
 from astra.integrations.pages import router as integrations_pages
 from astra.logs import RequestLogMiddleware
 from astra.orders.api import router as orders_router
@@ -98,6 +99,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth_pages)
     app.include_router(integrations_pages)
     app.mount(STATIC_PATH, static_files(), name="static")
+    # Innermost: the two hottest routes' ordinary requests, after every guard below.
+    app.add_middleware(HotIntegrationRoutes, settings=settings)
     webhooks = f"{webhooks_router.prefix}/"
     app.add_middleware(CrossSiteGuard, cookie_name=SESSION_COOKIE, exempt_prefixes=(webhooks,))
     # Every body is capped; stores' order webhooks get their own, larger cap.

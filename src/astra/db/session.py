@@ -463,6 +463,10 @@ class Transaction:
             # A connection whose transaction state is unknown is not lent out again.
             connection.terminate()
             await self._database.release(lease, connection)
+            if not commit and isinstance(error, Exception):
+                # Cut, the connection takes its transaction with it: rolled back all the
+                # same, and the error that led here is the one to report.
+                return
             if isinstance(error, (asyncpg.PostgresError, asyncpg.InterfaceError)):
                 _raise_translated(error, command, connection)
             raise

@@ -23,7 +23,7 @@ from pathlib import Path
 from benchmarks import run
 from testkit import seed
 
-BEFORE_PORT, AFTER_PORT = 8103, 8100
+BEFORE_PORT, AFTER_PORT = 8103 + run.PORT_OFFSET, run.PROJECT_PORT
 SCENARIOS = {
     "floor: anonymous GET /api/integrations -> 401": ("/api/integrations", None, None),
     "seller GET /api/integrations (20 stores)": ("/api/integrations", seed.SELLER_20, None),
@@ -42,8 +42,27 @@ def main() -> int:
     parser.add_argument("--before", required=True, help="the earlier commit (any git rev)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=6)
+    parser.add_argument(
+        "--only", metavar="TEXT", help="only the scenarios whose name contains TEXT"
+    )
+    parser.add_argument(
+        "--before-env",
+        metavar="NAME=VALUE",
+        action="append",
+        default=[],
+        help="a setting for the earlier server only (repeatable); with --before HEAD it "
+        "compares one setting against the default, e.g. ASTRA_WEBHOOK_BATCH_MS=0",
+    )
     args = parser.parse_args()
+    scenarios = {
+        name: scenario
+        for name, scenario in SCENARIOS.items()
+        if not args.only or args.only.lower() in name.lower()
+    }
+    if not scenarios:
+        raise SystemExit(f"No scenario's name contains {args.only!r}.")
 
+    before_env = dict(item.split("=", 1) for item in args.before_env)
     env, _, _ = run.prepare()
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -56,13 +75,13 @@ def main() -> int:
         try:
             _add_newer_migrations(worktree)
             servers = [
-                serve(BEFORE_PORT, worktree / "src", env),
+                serve(BEFORE_PORT, worktree / "src", env | before_env),
                 serve(AFTER_PORT, run.ROOT.parent / "src", env),
             ]
             try:
                 run.wait_until_up(BEFORE_PORT)
                 run.wait_until_up(AFTER_PORT)
-                compare(env, args.before, args.runs, args.seconds)
+                compare(env, args.before, args.runs, args.seconds, scenarios)
             finally:
                 for server in servers:
                     server.terminate()
@@ -84,13 +103,19 @@ def _add_newer_migrations(worktree: Path) -> None:
             shutil.copyfile(migration, target)
 
 
-def compare(env: dict[str, str], before: str, runs: int, seconds: int) -> None:
+def compare(
+    env: dict[str, str],
+    before: str,
+    runs: int,
+    seconds: int,
+    scenarios: dict[str, tuple[str, str | None, str | None]],
+) -> None:
     print(f"\nwrk, 32 connections, {seconds} s per run, median of {runs}; before = {before}\n")
     print(
         "| scenario | before req/s | after req/s | after / before | before p99 ms | after p99 ms |"
     )
     print("|---|---|---|---|---|---|")
-    for name, (path, email, script) in SCENARIOS.items():
+    for name, (path, email, script) in scenarios.items():
         figures: dict[int, list[run.Figure]] = {BEFORE_PORT: [], AFTER_PORT: []}
         for _ in range(runs):
             for port in (BEFORE_PORT, AFTER_PORT):

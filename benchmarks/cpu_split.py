@@ -6,7 +6,7 @@ wrk's figures mix three programs on two cores (the app, PostgreSQL, wrk). This s
 the app's own share: each ASGI app is called in-process, 8 requests at a time, and the
 process's CPU time (time.process_time: this process only, not PostgreSQL's) is divided by
 the number of requests. Then the SQL alone: the seller list's two statements in their
-transaction, through SQLAlchemy's AsyncConnection (what the project runs) and through
+transaction, through the project's executor (astra.db.session) and through
 asyncpg (what the raw stack runs), without HTTP. Rounds alternate project and raw; the
 figure is the median of the rounds.
 """
@@ -149,7 +149,7 @@ async def _cpu_per_call(call: Call, requests: int, first: int) -> float:
 
 async def _sql_only(settings: Settings, requests: int, rounds: int) -> tuple[float, float]:
     """The seller list without HTTP: the project's own calls (authenticate, then
-    list_integrations, in a request transaction on SQLAlchemy) against the raw stack's
+    list_integrations, in a request transaction on the executor) against the raw stack's
     (the same two statements on asyncpg); microseconds of CPU each."""
     from astra.auth.service import authenticate, hash_token
     from astra.db.session import Transaction
@@ -162,7 +162,7 @@ async def _sql_only(settings: Settings, requests: int, rounds: int) -> tuple[flo
     listing = raw_app.LIST_PAGE[False, False]
 
     async def with_sqlalchemy(i: int) -> int:
-        db = Transaction(database.engine)
+        db = Transaction(database)
         user = await authenticate(db, token)
         assert user is not None
         page = await list_integrations(db, user, limit=50, cursor=None)
@@ -225,7 +225,7 @@ async def measure(
             await stop()
     sqlalchemy_us, asyncpg_us = await _sql_only(settings, requests, rounds)
     print(
-        f"| the seller list's two statements, no HTTP: SQLAlchemy vs asyncpg | {sqlalchemy_us:.0f} "
+        f"| the seller list's two statements, no HTTP: the executor vs asyncpg | {sqlalchemy_us:.0f} "
         f"| {asyncpg_us:.0f} | {sqlalchemy_us / asyncpg_us:.1f} |"
     )
 

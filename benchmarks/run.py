@@ -33,7 +33,9 @@ from testkit import seed, webhook_payloads
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
-PROJECT_PORT, RAW_PORT = 8100, 8101
+# BENCH_PORT_OFFSET moves every port, so two checkouts can bench side by side.
+PORT_OFFSET = int(os.environ.get("BENCH_PORT_OFFSET", "0"))
+PROJECT_PORT, RAW_PORT = 8100 + PORT_OFFSET, 8101 + PORT_OFFSET
 WORKERS = os.cpu_count() or 2
 DEEP_ROWS = 90_000
 
@@ -260,6 +262,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=6)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--only",
+        metavar="TEXT",
+        help="run only the scenarios whose name contains TEXT (e.g. Shopify), then print "
+        "their table: no sweep, no `make run` timing, no CPU split",
+    )
     args = parser.parse_args()
 
     env, settings, deliveries = prepare()
@@ -290,6 +298,10 @@ def main() -> int:
             connections=1,
         ),
     ]
+    if args.only:
+        scenarios = [s for s in scenarios if args.only.lower() in s.name.lower()]
+        if not scenarios:
+            raise SystemExit(f"No scenario's name contains {args.only!r}.")
     servers = start_servers(env)
     try:
         for scenario in scenarios:
@@ -310,11 +322,14 @@ def main() -> int:
                     )
                     scenario.results.setdefault(target, []).append(figure)
         rss_mb = worker_rss_mb(servers[0].pid)
-        sweep = concurrency_sweep(env, args.seconds)
+        sweep = {} if args.only else concurrency_sweep(env, args.seconds)
     finally:
         for server in servers:
             server.terminate()
             server.wait(timeout=30)
+    if args.only:
+        report(scenarios, args.connections)
+        return 0
     print(f"\nLargest project worker RSS after the runs: {rss_mb:.0f} MB")
     startup = time_make_run(env)
     print(f"`make run` on an initialised data dir, to the first 200: median {startup:.2f} s")

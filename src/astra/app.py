@@ -17,6 +17,7 @@ from astra.db.session import Database
 from astra.db.urls import app_url
 from astra.http import BodyLimit, CrossSiteGuard, install_error_handlers
 from astra.integrations.api import router as integrations_router
+from astra.integrations.hot import HotIntegrationRoutes
 from astra.integrations.pages import router as integrations_pages
 from astra.logs import RequestLogMiddleware
 from astra.metrics import RequestMetrics
@@ -30,6 +31,7 @@ from astra.sync.worker import QUEUE_CONNECTIONS, start_in_process, stop_in_proce
 from astra.web.assets import STATIC_PATH, static_files
 from astra.web.security import SecurityHeaders
 from astra.webhooks.api import router as webhooks_router
+from astra.webhooks.batch import WebhookBatcher
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -45,7 +47,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.db = database
         # /readyz compares the database's revision with these.
         app.state.schema = schema_revisions()
-        app.state.sign_in_limits = SignInLimits.from_settings(settings, database.engine)
+        batcher = WebhookBatcher(
+            database,
+            encryption_key=settings.encryption_key,
+            window_ms=settings.webhook_batch_ms,
+            max_size=settings.webhook_batch_max,
+        )
+        app.state.webhook_batcher = batcher
+        app.state.sign_in_limits = SignInLimits.from_settings(settings, database)
         # Routes defer jobs through it; with ASTRA_IN_PROCESS_WORKER (`astra serve`) this
         # process also runs them, with one worker of its own.
         worker = settings.in_process_worker
@@ -70,6 +79,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     # Its running jobs finish, or go back to the queue, before pools close.
                     await stop_in_process()
         finally:
+            # Every delivery accepted is committed or answered before the pool closes.
+            await batcher.drain()
             await database.dispose()
             gc.unfreeze()
 
@@ -95,6 +106,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth_pages)
     app.include_router(integrations_pages)
     app.mount(STATIC_PATH, static_files(), name="static")
+    # Innermost: the two hottest routes' ordinary requests, after every guard below.
+    app.add_middleware(HotIntegrationRoutes, settings=settings)
     webhooks = f"{webhooks_router.prefix}/"
     app.add_middleware(CrossSiteGuard, cookie_name=SESSION_COOKIE, exempt_prefixes=(webhooks,))
     # Every body is capped; stores' order webhooks get their own, larger cap.

@@ -157,6 +157,16 @@ async def _client_gone(request: Request, exc: Exception) -> Response:
     return Response(status_code=400)
 
 
+async def handled_error(request: Request, exc: Exception) -> Response | None:
+    """The answer the handlers installed below give `exc` (None: not one of theirs), for
+    code that answers outside FastAPI's routing (astra.integrations.hot)."""
+    if isinstance(exc, AstraError):
+        return await _astra_error(request, exc)
+    if isinstance(exc, (sa_exc.SQLAlchemyError, OSError)):
+        return await _database_error(request, exc)
+    return None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AstraError, _astra_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -147,13 +147,17 @@ async def database_metrics(database: Database) -> list[Metric]:
     return [up, syncs, missed, depth, oldest]
 
 
+def publish_pool(database: Database) -> None:
+    """This process's request pool use, as the gauge shows it."""
+    stats = database.pool_stats()
+    metrics.DB_POOL.labels("in_use").set(stats.in_use)
+    metrics.DB_POOL.labels("size").set(stats.size)
+
+
 async def sample_pool(database: Database) -> None:
     """Publish this process's request pool use, every POOL_SAMPLE_SECONDS, until cancelled."""
-    in_use, size = metrics.DB_POOL.labels("in_use"), metrics.DB_POOL.labels("size")
     while True:
-        stats = database.pool_stats()
-        in_use.set(stats.in_use)
-        size.set(stats.size)
+        publish_pool(database)
         await asyncio.sleep(POOL_SAMPLE_SECONDS)
 
 
@@ -172,6 +176,8 @@ async def pool_sampled(database: Database) -> AsyncIterator[None]:
 
 async def metrics_response(database: Database) -> Response:
     extra = await database_metrics(database)
+    # The scraping process's own figures as of now (the others' at their last sample).
+    publish_pool(database)
     return Response(
         metrics.exposition(extra),
         media_type=metrics.CONTENT_TYPE,

@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = 64 * 1024
     webhook_max_body_bytes: int = 5 * 1024 * 1024
     max_header_bytes: int = 32 * 1024
+    # Group commit: order webhooks arriving within this many milliseconds of the first are
+    # written in one transaction (each answered once it is committed), at most
+    # webhook_batch_max of them; 0: one transaction per delivery (astra.webhooks.batch).
+    webhook_batch_ms: float = Field(default=2.0, ge=0, le=100)
+    webhook_batch_max: int = Field(default=16, ge=1, le=1000)
     # Peers whose X-Forwarded-For / X-Forwarded-Proto are believed (the reverse proxy in
     # front); nobody's by default, so no client can choose the address it is limited by.
     trusted_proxies: Annotated[list[str], NoDecode] = []

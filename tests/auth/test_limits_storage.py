@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from astra.auth.limits import SignInLimits
 from astra.db import migrate
+from astra.db.session import Database, begin
 from astra.db.urls import app_url, owner_url
 from astra.settings import Settings
 from tests.conftest import TestDatabase, _create_database, make_user, running
@@ -29,15 +30,15 @@ FUNCTIONS = ("app_sign_in_begin", "app_sign_in_clear", "app_sign_in_forget")
 
 
 @pytest.fixture
-async def app_engine(test_database: TestDatabase) -> AsyncIterator[AsyncEngine]:
-    engine = create_async_engine(app_url(test_database.settings), pool_size=1, max_overflow=0)
-    yield engine
-    await engine.dispose()
+async def runtime(test_database: TestDatabase) -> AsyncIterator[Database]:
+    database = Database(app_url(test_database.settings), pool_size=1, max_overflow=0)
+    yield database
+    await database.dispose()
 
 
 @pytest.fixture
-def limits(app_engine: AsyncEngine, test_database: TestDatabase) -> SignInLimits:
-    return SignInLimits.from_settings(test_database.settings, app_engine)
+def limits(runtime: Database, test_database: TestDatabase) -> SignInLimits:
+    return SignInLimits.from_settings(test_database.settings, runtime)
 
 
 async def dump(owner_engine: AsyncEngine) -> list[dict[str, Any]]:
@@ -81,7 +82,7 @@ async def test_the_table_holds_no_email_and_no_password(
 
 
 async def test_the_runtime_role_reaches_the_table_only_through_the_functions(
-    app_engine: AsyncEngine, owner_engine: AsyncEngine
+    runtime: Database, owner_engine: AsyncEngine
 ) -> None:
     for statement in (
         "SELECT count(*) FROM public.sign_in_attempts",
@@ -91,8 +92,8 @@ async def test_the_runtime_role_reaches_the_table_only_through_the_functions(
         "TRUNCATE public.sign_in_attempts",
     ):
         with pytest.raises(DBAPIError, match="permission denied"):
-            async with app_engine.begin() as connection:
-                await connection.execute(text(statement))
+            async with begin(runtime) as db:
+                await db.execute(text(statement))
 
     async with owner_engine.connect() as connection:
         table = (

@@ -17,12 +17,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from astra.auth import passwords, service
 from astra.auth.limits import SignInLimits
 from astra.auth.passwords import hash_password
-from astra.db.session import Transaction
+from astra.db.session import Database, Transaction
 from astra.db.urls import app_url
 from astra.settings import Settings
 from tests.auth.test_auth_api import sessions_of, setup_body
@@ -401,24 +401,24 @@ async def test_an_error_that_is_not_a_refusal_is_not_held_against_the_caller(
 ) -> None:
     """And the request's connection is given back before the attempt is taken back: on a
     pool of one, taking back needs the connection the failed request held."""
-    engine = create_async_engine(
-        app_url(test_database.settings), pool_size=1, max_overflow=0, pool_timeout=5
+    database = Database(
+        app_url(test_database.settings), pool_size=1, max_overflow=0, acquire_timeout=5
     )
     limits = SignInLimits(
-        engine, per_account=1, per_address=1, window_seconds=60, slowdown_after=10, max_delay=1
+        database, per_account=1, per_address=1, window_seconds=60, slowdown_after=10, max_delay=1
     )
     try:
-        db = Transaction(engine)
+        db = Transaction(database)
         with pytest.raises(OSError, match="went away"):
             async with limits.attempt(db, address="10.0.0.1", account=EMAIL):
                 await db.execute(text("SELECT 1"))
                 raise OSError("the database went away")
-        db = Transaction(engine)
+        db = Transaction(database)
         async with limits.attempt(db, address="10.0.0.1", account=EMAIL):
             pass
         await db.end(commit=True)
     finally:
-        await engine.dispose()
+        await database.dispose()
 
 
 # --- timing ----------------------------------------------------------------------------

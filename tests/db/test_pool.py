@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from astra.db.session import begin
 from testkit.processes import free_port
 from tests.conftest import PASSWORD, Account, TestDatabase, client_for, make_user, running
 
@@ -68,11 +69,11 @@ async def test_interleaved_users_on_one_connection_never_see_each_other(
 
     # The one pooled connection, handed out again outside any request, carries no user.
     database = single_connection_app.state.db
-    async with database.engine.connect() as connection:
+    async with begin(database) as db:
         claims = (
-            await connection.execute(text("SELECT current_setting('request.jwt.claims', true)"))
+            await db.execute(text("SELECT current_setting('request.jwt.claims', true)"))
         ).scalar()
-        visible = (await connection.execute(text("SELECT count(*) FROM integrations"))).scalar()
+        visible = (await db.execute(text("SELECT count(*) FROM integrations"))).scalar()
     assert claims in (None, "")
     assert visible == 0
     for client in (alice.client, bob.client, anonymous):
@@ -119,4 +120,4 @@ async def test_requests_refused_before_any_sql_take_no_connection(
             "/api/integrations", headers={"Cookie": "astra_session=some-token"}
         )
         assert needs_database.status_code == 503
-    assert app_without_database.state.db.engine.pool.checkedout() == 0
+    assert app_without_database.state.db.pool_stats().in_use == 0

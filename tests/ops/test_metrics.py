@@ -94,6 +94,9 @@ async def test_metrics_count_routes_by_template_and_deliveries_by_outcome(
         assert (await seller_here.get(f"/api/integrations/{store.id}")).status_code == 200
         assert (await seller_here.get(f"/api/integrations/{uuid.uuid4()}")).status_code == 404
         assert (await seller_here.get(f"/no/such/{store.id}")).status_code == 404
+        # The list, answered on its fast path, and one its FastAPI route answers (422).
+        assert (await seller_here.get("/api/integrations")).status_code == 200
+        assert (await seller_here.get("/api/integrations?limit=0")).status_code == 422
     # Deliveries: two stored, one duplicate, one badly signed.
     assert (await send_order(metrics_client, store, 9001)).json() == {"outcome": "stored"}
     body = encode(shopify_order(9002))
@@ -112,6 +115,9 @@ async def test_metrics_count_routes_by_template_and_deliveries_by_outcome(
     assert delta("astra_http_requests_total", route=template, method="GET", status="200") == 1
     assert delta("astra_http_requests_total", route=template, method="GET", status="404") == 1
     assert delta("astra_http_requests_total", route="unmatched", method="GET", status="404") == 1
+    listing = "/api/integrations"
+    assert delta("astra_http_requests_total", route=listing, method="GET", status="200") == 1
+    assert delta("astra_http_requests_total", route=listing, method="GET", status="422") == 1
     webhook = "/api/webhooks/order"
     assert delta("astra_http_requests_total", route=webhook, method="POST", status="200") == 3
     assert delta("astra_http_requests_total", route=webhook, method="POST", status="401") == 1

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import event
 
+from astra.db.session import Transaction
 from testkit.stores import (
     Store,
     connect_store,
@@ -172,30 +172,33 @@ async def test_integration_json_counts_live_orders_and_the_newest_arrival(
 
 
 @contextmanager
-def count_statements(app: FastAPI) -> Iterator[list[str]]:
+def count_statements() -> Iterator[list[str]]:
+    """The statements every transaction runs while the block runs (the real executor,
+    watched)."""
     statements: list[str] = []
+    execute = Transaction.execute
 
-    def record(*args: Any) -> None:
-        statements.append(args[2])
+    async def record(self: Transaction, statement: Any, parameters: Any = None) -> Any:
+        statements.append(str(statement))
+        return await execute(self, statement, parameters)
 
-    engine = app.state.db.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", record)
+    Transaction.execute = record  # type: ignore[method-assign]
     try:
         yield statements
     finally:
-        event.remove(engine, "before_cursor_execute", record)
+        Transaction.execute = execute  # type: ignore[method-assign]
 
 
 async def test_stats_cost_no_query_per_integration(
     app: FastAPI, anonymous: httpx.AsyncClient, seller: Account, shopify_store: Store
 ) -> None:
     await send_order(anonymous, shopify_store, 1)
-    with count_statements(app) as one_store:
+    with count_statements() as one_store:
         await seller.client.get("/api/integrations")
     for n in range(5):
         store = await connect_store(seller, "woocommerce", f"shop{n}.example.com")
         await send_order(anonymous, store, n)
-    with count_statements(app) as six_stores:
+    with count_statements() as six_stores:
         listed = (await seller.client.get("/api/integrations")).json()["items"]
 
     assert len(listed) == 6

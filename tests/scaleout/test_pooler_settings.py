@@ -8,7 +8,7 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 
-from astra.db.session import Database
+from astra.db.session import Database, begin
 from astra.db.urls import APP_ROLE, app_url, owner_url
 from astra.settings import Settings
 from tests.conftest import TestDatabase
@@ -38,8 +38,8 @@ def test_with_a_pooler_the_app_goes_through_it_and_names_no_statements(tmp_path:
 
 
 async def test_behind_a_pooler_every_statement_is_unnamed(test_database: TestDatabase) -> None:
-    """Both caches off: SQLAlchemy's (prepared statement objects) and asyncpg's (named
-    statements), so no statement outlives the transaction that parsed it."""
+    """asyncpg's statement cache off (named statements), so no statement outlives the
+    transaction that parsed it."""
     owner = test_database.owner_url
     # The server itself stands in for the pooler: this checks the connection, not pgbouncer.
     direct = URL.create(
@@ -54,10 +54,14 @@ async def test_behind_a_pooler_every_statement_is_unnamed(test_database: TestDat
     )
     database = Database(app_url(configured))
     try:
-        async with database.engine.begin() as connection:
-            assert (await connection.execute(text("SELECT current_user"))).scalar() == APP_ROLE
-            raw = connection.sync_connection.connection.dbapi_connection
-            assert raw._prepared_statement_cache is None
-            assert raw.driver_connection._config.statement_cache_size == 0
+        async with begin(database) as db:
+            assert (await db.execute(text("SELECT current_user"))).scalar() == APP_ROLE
+        lease, connection = await database.acquire()
+        try:
+            assert connection._config.statement_cache_size == 0
+            # Nothing prepared under a name survives on the server connection either.
+            assert await connection.fetchval("SELECT count(*) FROM pg_prepared_statements") == 0
+        finally:
+            await database.release(lease, connection)
     finally:
         await database.dispose()

@@ -3,6 +3,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import idna
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
@@ -213,3 +214,51 @@ def test_accepted_domains_follow_the_platform_rule(platform: str, case: tuple[st
         return
     assert is_hostname(domain)
     assert follows_platform_rule(platform, domain)
+
+
+def _through_idna(host: str) -> str:
+    """What IDNA itself makes of a bare host (the slow way the fast paths must agree with)."""
+    host = idna.uts46_remap(host, std3_rules=False, transitional=False).removesuffix(".")
+    return ".".join(idna.alabel(label).decode("ascii") for label in host.split("."))
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "my-shop.myshopify.com",
+        "Shop.EXAMPLE.com",
+        "a1.b-2.c",
+        "ab--cd.example.com",
+        "xn--bcher-kva.example",
+        "xn--abc.example",
+        "bücher.example",
+        "\uff25\uff38\uff21\uff2d\uff30\uff2c\uff25.com",  # full-width EXAMPLE
+        "x" * 63 + ".example",
+    ],
+)
+def test_the_ascii_fast_paths_answer_as_idna_does(host: str) -> None:
+    try:
+        expected: str | None = _through_idna(host)
+    except idna.IDNAError:
+        expected = None
+    try:
+        got: str | None = normalize_domain(host)
+    except InvalidDomain:
+        got = None
+    assert got == expected
+
+
+@given(st.text(alphabet="abcxyzABXZ019-.", min_size=1, max_size=30))
+def test_any_ascii_host_normalises_as_idna_does(host: str) -> None:
+    try:
+        expected: str | None = _through_idna(host)
+    except idna.IDNAError:
+        expected = None
+    try:
+        got: str | None = normalize_domain(host)
+    except InvalidDomain:
+        got = None
+    # The checks before IDNA refuse more (empty parts, a hyphen at either end, ...).
+    assume(got is not None or expected is not None)
+    if got is not None:
+        assert got == expected

@@ -483,7 +483,7 @@ async def test_rls_keeps_a_run_to_its_own_sellers_orders(
     )
     database: Database = app.state.db
     for integration_id, user_id in ((theirs.id, other_seller.id), (theirs.id, seller.id)):
-        db = Transaction(database.engine)
+        db = Transaction(database)
         await act_as(db, seller.id)
         with pytest.raises(DBAPIError):
             await db.execute(
@@ -494,7 +494,7 @@ async def test_rls_keeps_a_run_to_its_own_sellers_orders(
         await db.end(commit=False)
     assert await orders_of(owner_engine, theirs) == []
     # The same write into the seller's own store goes through.
-    db = Transaction(database.engine)
+    db = Transaction(database)
     await act_as(db, seller.id)
     written = await db.execute(
         writer.store_versions(origin=OrderOrigin.sync),

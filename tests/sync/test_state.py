@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from astra.db import migrate
-from astra.db.session import Database, Transaction, act_as
+from astra.db.session import Database, Transaction, act_as, begin
 from astra.db.tables import SyncStatus
 from astra.sync import state
 from tests.conftest import TestDatabase, _create_database, make_user
@@ -42,7 +42,7 @@ async def world(owner_engine: AsyncEngine, password_hash: str) -> dict[str, uuid
 
 
 async def acting(database: Database, user_id: uuid.UUID) -> Transaction:
-    db = Transaction(database.engine)
+    db = Transaction(database)
     await act_as(db, user_id)
     return db
 
@@ -161,8 +161,8 @@ async def test_rls_keeps_each_seller_to_their_own_syncs(
     assert everyone == {world["alice_shop"], world["bob_shop"]}
 
     # No one acting: nothing.
-    async with database.engine.connect() as connection:
-        assert (await connection.execute(text("SELECT count(*) FROM syncs"))).scalar_one() == 0
+    async with begin(database) as nobody:
+        assert (await nobody.execute(text("SELECT count(*) FROM syncs"))).scalar_one() == 0
 
 
 async def test_read_many_reads_a_page_of_syncs_as_rls_lets_the_caller(

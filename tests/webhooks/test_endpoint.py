@@ -123,9 +123,10 @@ async def test_inactive_integration_holds_deliveries_and_loses_no_order(
 
 @asynccontextmanager
 async def injected_failure(
-    owner_engine: AsyncEngine, table: str, *, at_commit: bool = False
+    owner_engine: AsyncEngine, table: str, *, at_commit: bool = False, only: str = "true"
 ) -> AsyncIterator[None]:
-    """Make every write to `table` fail inside the database, or only its COMMIT."""
+    """Make every write to `table` fail inside the database, or only its COMMIT; `only`, a
+    condition on the row (NEW), limits it to the rows it holds for."""
     when = (
         "CONSTRAINT TRIGGER test_fail AFTER INSERT ON public.{table} DEFERRABLE INITIALLY DEFERRED"
         if at_commit
@@ -135,7 +136,8 @@ async def injected_failure(
         await connection.execute(
             text(
                 "CREATE FUNCTION public.test_fail() RETURNS trigger LANGUAGE plpgsql AS "
-                "$$ BEGIN RAISE EXCEPTION 'injected failure'; END $$"
+                f"$$ BEGIN IF {only} THEN RAISE EXCEPTION 'injected failure'; END IF; "
+                "RETURN NEW; END $$"
             )
         )
         await connection.execute(

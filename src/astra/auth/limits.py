@@ -30,9 +30,8 @@ from dataclasses import dataclass
 
 import anyio
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from astra.db.session import Transaction
+from astra.db.session import Database, Transaction, begin
 from astra.errors import Forbidden, NotAuthenticated, TooManyRequests
 from astra.settings import Settings
 
@@ -64,7 +63,7 @@ def account_hash(email: str) -> bytes:
 class SignInLimits:
     def __init__(
         self,
-        engine: AsyncEngine,
+        database: Database,
         *,
         per_account: int,
         per_address: int,
@@ -72,7 +71,7 @@ class SignInLimits:
         slowdown_after: int,
         max_delay: float,
     ) -> None:
-        self.engine = engine
+        self.database = database
         self.per_account = per_account
         self.per_address = per_address
         self.window_seconds = window_seconds
@@ -80,9 +79,9 @@ class SignInLimits:
         self.max_delay = max_delay
 
     @classmethod
-    def from_settings(cls, settings: Settings, engine: AsyncEngine) -> SignInLimits:
+    def from_settings(cls, settings: Settings, database: Database) -> SignInLimits:
         return cls(
-            engine,
+            database,
             per_account=settings.login_max_failures_per_account,
             per_address=settings.login_max_failures_per_address,
             window_seconds=settings.login_window_minutes * 60,
@@ -99,9 +98,9 @@ class SignInLimits:
 
     async def begin(self, *, address: str, account: str | None) -> Attempt:
         """Count one attempt now, or raise TooManyRequests (nothing counted) over a limit."""
-        async with self.engine.begin() as connection:
+        async with begin(self.database) as own:
             row = (
-                await connection.execute(
+                await own.execute(
                     BEGIN,
                     {
                         "account_hash": None if account is None else account_hash(account),
@@ -135,8 +134,8 @@ class SignInLimits:
             # The request's connection goes back first, so a sign-in never holds two of the
             # pool's. (A cancelled attempt, a BaseException, may have been checked: it counts.)
             await db.end(commit=False)
-            async with self.engine.begin() as connection:
-                await connection.execute(FORGET, {"attempt_id": attempt.id})
+            async with begin(self.database) as own:
+                await own.execute(FORGET, {"attempt_id": attempt.id})
             raise
         if account is None:
             await db.execute(FORGET, {"attempt_id": attempt.id})

@@ -29,6 +29,7 @@ from astra.integrations.schemas import (
     WebhooksRead,
 )
 from astra.integrations.service import IntegrationRow
+from astra.pagination import Page
 from astra.settings import Settings
 from astra.stores.api import RemoteWebhook
 from astra.stores.net import Resolver
@@ -78,6 +79,18 @@ def to_json(row: IntegrationRow, base: str) -> dict[str, Any]:
     return item
 
 
+def page_response(page: Page[IntegrationRow], base: str) -> Response:
+    """The list's answer (the IntegrationPage shape)."""
+    items = [to_json(row, base) for row in page.rows]
+    return FastJSONResponse({"items": items, "next_cursor": page.next_cursor})
+
+
+def created_response(row: IntegrationRow, secret: str, base: str) -> Response:
+    """The create's answer (the IntegrationCreated shape): the secret shown this once."""
+    created = to_json(row, base) | {"webhook_secret": secret}
+    return FastJSONResponse(created, status_code=status.HTTP_201_CREATED)
+
+
 def to_read(row: IntegrationRow, base: str) -> IntegrationRead:
     return IntegrationRead.model_validate(to_json(row, base))
 
@@ -92,10 +105,7 @@ async def list_integrations(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
     page = await service.list_integrations(db, user, limit=limit, cursor=cursor)
-    base = webhook_base(request, settings)
-    return FastJSONResponse(
-        {"items": [to_json(row, base) for row in page.rows], "next_cursor": page.next_cursor}
-    )
+    return page_response(page, webhook_base(request, settings))
 
 
 @router.post(
@@ -110,8 +120,7 @@ async def create_integration(
     row, secret = await service.create_integration(
         db, user, body, encryption_key=settings.encryption_key
     )
-    created = to_json(row, webhook_base(request, settings)) | {"webhook_secret": secret}
-    return FastJSONResponse(created, status_code=status.HTTP_201_CREATED)
+    return created_response(row, secret, webhook_base(request, settings))
 
 
 @router.get(

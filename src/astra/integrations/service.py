@@ -12,8 +12,6 @@ from typing import Any, NamedTuple
 from pydantic_core import PydanticCustomError
 from sqlalchemy import (
     Executable,
-    Result,
-    Row,
     Select,
     bindparam,
     delete,
@@ -30,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from astra.access import ensure_visible, refuse, viewer, visible_to
 from astra.auth.principal import Principal
 from astra.crypto import decrypt, encrypt, encrypt_optional
-from astra.db.session import Transaction
+from astra.db.session import Result, Row, Transaction
 from astra.db.tables import (
     CredentialsKind,
     Platform,
@@ -299,7 +297,7 @@ async def delete_integration(
 
 async def _execute_unique(
     db: Transaction, statement: Executable, values: dict[str, Any] | None = None
-) -> Result[Any]:
+) -> Result:
     """Execute, turning the domain's unique violation into a 409.
 
     The unique constraint is the only duplicate check: a SELECT before the INSERT would
@@ -325,7 +323,7 @@ DELIVERY_LOG = (
 
 async def list_deliveries(
     db: Transaction, principal: Principal, integration_id: uuid.UUID, *, limit: int
-) -> list[Row[Any]]:
+) -> list[Row]:
     """The newest webhook deliveries of one integration the principal may see (403/404
     otherwise): the seller's view of what the receiver recorded."""
     await ensure_visible(db, principal, integration_id)

@@ -6,11 +6,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Row, Select, bindparam, select, tuple_
+from sqlalchemy import Select, bindparam, select, tuple_
 
 from astra.access import ensure_visible, viewer, visible_to
 from astra.auth.principal import Principal
-from astra.db.session import Transaction
+from astra.db.session import Row, Transaction
 from astra.db.tables import orders
 from astra.orders.schemas import OrderRead
 from astra.pagination import Page, decode_cursor, split_page
@@ -54,7 +54,7 @@ async def list_orders(
     integration_id: uuid.UUID | None,
     limit: int,
     cursor: str | None,
-) -> Page[Row[Any]]:
+) -> Page[Row]:
     """Newest first by arrival; one integration's (403/404 as for the integration) or all."""
     params = viewer(principal) | {"limit": limit + 1}
     if integration_id is not None:

@@ -14,6 +14,8 @@ _MYSHOPIFY = re.compile(r"[a-z0-9][a-z0-9-]*\.myshopify\.com")
 # WHATWG's "ends in a number" rule: browsers read such a host as IPv4 (127.1, 0x7f.1).
 _NUMERIC_TLD = re.compile(r"[0-9]+|0x[0-9a-f]*")
 _LOCAL_TLDS = frozenset({"localhost", "local", "internal"})
+# str.isspace(), as a scan in C (both are Py_UNICODE_ISSPACE).
+_SPACE = re.compile(r"\s")
 
 _EMPTY = "Enter your store's domain, like my-shop.myshopify.com."
 _IP_ADDRESS = "Enter your store's domain name, not an IP address."
@@ -30,7 +32,7 @@ def _not_a_domain(reason: str) -> InvalidDomain:
 def _extract_host(raw: str) -> str:
     """Cut a pasted URL down to its host part, still in the user's spelling."""
     text = raw.strip()
-    if any(ch.isspace() for ch in text):
+    if _SPACE.search(text):
         raise InvalidDomain(
             "A domain can't contain spaces. Enter just the address, like shop.example.com."
         )
@@ -57,6 +59,10 @@ def _to_ascii_label(label: str) -> str:
             raise _not_a_domain("a part can't start or end with a hyphen")
         if not _LDH_LABEL.fullmatch(label):
             raise _not_a_domain("use only letters, digits, hyphens and dots")
+        if label[2:4] != "--":
+            # What IDNA makes of a lowercase letters-digits-hyphens label with no A-label
+            # prefix (xn--) or other hyphens in 3rd and 4th place: the label itself.
+            return label
     try:
         return idna.alabel(label).decode("ascii")
     except idna.IDNAError as exc:
@@ -66,8 +72,14 @@ def _to_ascii_label(label: str) -> str:
 def normalize_domain(raw: str) -> str:
     """Return the lowercase ASCII (punycode) hostname in `raw`, a bare host or a whole URL."""
     try:
-        # UTS46 lowercases and folds look-alikes (full-width letters and dots) before IDNA 2008.
-        host = idna.uts46_remap(_extract_host(raw), std3_rules=False, transitional=False)
+        # UTS46 lowercases and folds look-alikes (full-width letters and dots) before IDNA 2008;
+        # of ASCII it maps each character to its lowercase, and nothing else.
+        host = _extract_host(raw)
+        host = (
+            host.lower()
+            if host.isascii()
+            else idna.uts46_remap(host, std3_rules=False, transitional=False)
+        )
     except idna.IDNAError as exc:
         raise _not_a_domain("it contains characters that aren't allowed in a domain name") from exc
     # A trailing dot is the DNS root: same host, so drop it to keep one spelling per store.

@@ -21,9 +21,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
     Boolean,
     Row,
+    Uuid,
     and_,
+    any_,
     bindparam,
     case,
     func,
@@ -163,7 +166,8 @@ async def read(db: Transaction, integration_id: uuid.UUID) -> SyncState:
 
 
 _READ_MANY = select(syncs.c.integration_id, *STATE_COLUMNS).where(
-    syncs.c.integration_id.in_(bindparam("syncs_of", expanding=True))
+    # One statement whatever the page's size (an IN list would render per length).
+    syncs.c.integration_id == any_(bindparam("syncs_of", type_=ARRAY(Uuid)))
 )
 
 

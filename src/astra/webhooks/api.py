@@ -8,11 +8,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from astra.db.session import Db
 from astra.errors import NotFound
-from astra.http import SettingsDep, error_responses
+from astra.http import error_responses
 from astra.metrics import count_delivery
 from astra.webhooks import service
+from astra.webhooks.batch import WebhookBatcher
 from astra.webhooks.schemas import WebhookReceipt
 
 router = APIRouter(prefix="/api/webhooks", tags=["webhooks"])
@@ -56,22 +56,16 @@ WEBHOOK_OPENAPI: dict[str, Any] = {
     summary="Receive an order webhook from Shopify or WooCommerce",
     openapi_extra=WEBHOOK_OPENAPI,
 )
-async def receive_order(request: Request, db: Db, settings: SettingsDep) -> WebhookReceipt:
+async def receive_order(request: Request) -> WebhookReceipt:
     """No sign-in: the store proves itself with the signature over the raw body
     (X-Shopify-Hmac-Sha256 or X-WC-Webhook-Signature). A 200 means the delivery is
     committed; the same delivery again is a 200 that stores nothing new."""
+    # No dependencies: the transaction is the batcher's (deliveries arriving together
+    # share one), and the route needs nothing else from them.
     target = _integration_id(request.query_params.get("id"))
     # The raw bytes as sent (signatures cover them exactly); the app caps their size
     # (ASTRA_WEBHOOK_MAX_BODY_BYTES, see create_app).
     body = await request.body()
-    outcome = await count_delivery(
-        request.headers,
-        service.receive_order_webhook(
-            db,
-            integration_id=target,
-            headers=request.headers,
-            body=body,
-            encryption_key=settings.encryption_key,
-        ),
-    )
+    batcher: WebhookBatcher = request.app.state.webhook_batcher
+    outcome = await count_delivery(request.headers, batcher.receive(target, request.headers, body))
     return WebhookReceipt(outcome=outcome)

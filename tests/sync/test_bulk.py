@@ -559,3 +559,38 @@ async def test_a_result_link_that_is_not_https_is_never_downloaded(
     assert failed.state is SyncStatus.failed
     assert failed.error is not None and "isn't an HTTPS address" in failed.error
     assert downloads(store_server, shop) == []
+
+
+async def test_an_order_whose_text_holds_the_parent_key_is_still_an_order(
+    connect: Callable[..., Any], settings: Settings
+) -> None:
+    """Whether a line is an order or one of its line items is read from the line's JSON,
+    not guessed from its bytes: a buyer's email (or an order name the shop chose) may hold
+    the text `"__parentId`, and its order is still an order, skipped or read in its turn."""
+    shop, _, credentials = await connect(30)
+    tricky = sorted(shop.orders.values(), key=lambda order: order.updated_at)[9]
+    tricky.email = 'buyer"__parentId'
+    async with StoreApi(
+        settings,
+        shop.domain,
+        ShopifyAppCredentials(**credentials),
+        resolver=storage_at_loopback,
+        address_allowed=loopback_only,
+    ) as api:
+        started = await api.start_bulk_orders()
+        shop.advance_clock(1)
+        operation = await api.bulk_operation(started.id)
+        for _ in range(50):
+            if operation.status == "COMPLETED":
+                break
+            await asyncio.sleep(0.1)
+            operation = await api.bulk_operation(started.id)
+        assert operation.status == "COMPLETED" and operation.url is not None
+        everything = [order async for order in api.bulk_orders(operation.url)]
+        assert sorted(order["id"] for order in everything) == sorted(shop.orders)
+        assert {order["email"] for order in everything if order["id"] == tricky.id} == {
+            tricky.email
+        }
+        for skip in (5, 10, 25):
+            rest = [order["id"] async for order in api.bulk_orders(operation.url, skip=skip)]
+            assert rest == [order["id"] for order in everything[skip:]]

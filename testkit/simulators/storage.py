@@ -33,6 +33,9 @@ class StoredObject:
     content_type: str
     # The clock the links are judged by (the store's, so tests can let days pass).
     clock: Callable[[], datetime]
+    # Stored compressed (`gzip`): served as stored, with its Content-Encoding, as GCS does
+    # for a client that accepts it.
+    content_encoding: str | None = None
 
 
 class SimulatedStorage:
@@ -52,10 +55,12 @@ class SimulatedStorage:
         clock: Callable[[], datetime],
         content_type: str = "application/jsonl",
         prefix: str = "bulk-operation-outputs",
+        content_encoding: str | None = None,
     ) -> str:
-        """Store `data` under a fresh name; its path."""
+        """Store `data` (already encoded, with `content_encoding`) under a fresh name; its
+        path."""
         path = f"/{BUCKET}/{prefix}/{secrets.token_hex(12)}-final"
-        self.objects[path] = StoredObject(data, content_type, clock)
+        self.objects[path] = StoredObject(data, content_type, clock, content_encoding)
         return path
 
     def signed_url(
@@ -114,11 +119,10 @@ class SimulatedStorage:
                     raise ConnectionResetError("the simulated storage dropped the download")
                 yield stored.data[start : start + CHUNK]
 
-        return 200, StreamingResponse(
-            chunks(),
-            media_type=stored.content_type,
-            headers={"Content-Length": str(len(stored.data))},
-        )
+        headers = {"Content-Length": str(len(stored.data))}
+        if stored.content_encoding is not None:
+            headers["Content-Encoding"] = stored.content_encoding
+        return 200, StreamingResponse(chunks(), media_type=stored.content_type, headers=headers)
 
 
 def _error(status: int, code: str, message: str) -> Response:

@@ -230,6 +230,13 @@ class StoreHttp:
                 "Check that the store is online, then try again.",
                 transient=True,
             ) from None
+        except httpx.DecodingError:
+            self._log(method, path, params, status, started, "undecodable")
+            raise StoreProblem(
+                "store_unavailable",
+                f"{self.domain} sent an answer that couldn't be decompressed. Try again later.",
+                transient=True,
+            ) from None
         except httpx.TransportError as exc:
             self._log(method, path, params, status, started, "unreachable")
             raise self._unreachable(exc) from None
@@ -306,6 +313,11 @@ class StoreHttp:
                 f"{self._timeout:g} seconds. Try again later.",
                 transient=True,
             ) from None
+        except httpx.DecodingError:
+            # Sent compressed (Content-Encoding) but not decodable: the same file is as
+            # broken on the next try.
+            self._log_download(host, target, status, started, total, "undecodable")
+            raise self._download_problem(host, "couldn't be decompressed") from None
         except httpx.TransportError:
             self._log_download(host, target, status, started, total, "unreachable")
             raise StoreProblem(

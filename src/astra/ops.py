@@ -21,7 +21,7 @@ from typing import Any
 
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from starlette.applications import Starlette
@@ -131,10 +131,12 @@ async def database_metrics(database: Database) -> list[Metric]:
     by_state = {row.state: row.syncs for row in totals}
     for state in SYNC_STATES:
         syncs.add_metric([state], by_state.get(state, 0))
-    missed = CounterMetricFamily(
+    # A gauge: summed over the stores still held, it falls when one is removed (as a
+    # counter, the fall would read as a reset and increase() would count it all anew).
+    missed = GaugeMetricFamily(
         "astra_sync_orders_missed_by_webhook",
         "Order changes a sync (reconciliation) found that no webhook had brought, over every "
-        "store Astra still holds.",
+        "store Astra still holds (falls when a store is removed).",
     )
     missed.add_metric([], sum(row.missed_by_webhook for row in totals))
     depth = GaugeMetricFamily("astra_queue_depth", "Jobs due and waiting for a worker.")

@@ -170,7 +170,7 @@ async def test_metrics_read_syncs_and_the_queue_from_the_database(
     assert value(scraped, "astra_syncs", state="failed") == 1
     assert value(scraped, "astra_syncs", state="done") == 1
     assert value(scraped, "astra_syncs", state="running") == 0
-    assert value(scraped, "astra_sync_orders_missed_by_webhook_total") == 7
+    assert value(scraped, "astra_sync_orders_missed_by_webhook") == 7
     assert value(scraped, "astra_queue_depth") >= 1
     assert value(scraped, "astra_queue_oldest_job_age_seconds") >= 90
     assert value(scraped, "astra_db_pool_connections", state="size") >= 1
@@ -198,3 +198,31 @@ async def test_a_delivery_that_fails_counts_as_failed_and_a_refusal_by_its_kind(
         await count_delivery(headers, raising(MalformedBody("not json")))
     assert now("failed") - before["failed"] == 2
     assert now("malformed") - before["malformed"] == 1
+
+
+async def test_orders_missed_by_webhook_is_a_gauge_that_falls_when_a_store_goes(
+    metrics_client: httpx.AsyncClient, seller: Account, owner_engine: AsyncEngine
+) -> None:
+    """The figure is summed at scrape time over the stores still connected, so it falls
+    when one is removed. Exposed as a counter, the fall would read as a reset, and
+    `increase()` over it would report the remaining stores' whole total as new misses (a
+    false alert each time a seller removes a store); as a gauge it is just a lower value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    store = await connect_store(seller, "woocommerce", f"gone-{uuid.uuid4().hex[:6]}.example.com")
+    await _store_with_sync(owner_engine, store, seller, "done", 5)
+
+    async def missed() -> tuple[str, float]:
+        response = await metrics_client.get("/metrics", headers=TOKEN)
+        [family] = [
+            family
+            for family in text_string_to_metric_families(response.text)
+            if family.name == "astra_sync_orders_missed_by_webhook"
+        ]
+        return family.type, sum(sample.value for sample in family.samples)
+
+    kind, before = await missed()
+    assert kind == "gauge"
+    assert (await seller.client.delete(f"/api/integrations/{store.id}")).status_code == 204
+    kind, after = await missed()
+    assert (kind, before - after) == ("gauge", 5)

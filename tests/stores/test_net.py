@@ -4,6 +4,7 @@ deadline and a size cap; each failure a StoreProblem."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 from collections.abc import Callable, Sequence
@@ -441,3 +442,18 @@ async def test_an_answer_that_does_not_decompress_is_a_store_problem(
         problem = await problem_of(http)
     assert (problem.problem, problem.transient) == ("store_unavailable", True)
     assert "couldn't be decompressed" in problem.message
+
+
+async def test_a_download_whose_host_never_resolves_times_out(store_server: StoreServer) -> None:
+    async def hangs(host: str, port: int) -> Sequence[str]:
+        await asyncio.sleep(3600)
+        return []
+
+    async with StoreHttp(
+        store_server.settings(store_api_timeout_seconds=0.2),
+        "shop.myshopify.com",
+        resolver=hangs,
+    ) as http:
+        async with asyncio.timeout(5):
+            problem = await download_problem(http, "https://storage.googleapis.com/bucket/file")
+    assert (problem.problem, problem.transient) == ("timeout", True)

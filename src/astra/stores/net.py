@@ -253,7 +253,17 @@ class StoreHttp:
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._bulk_seconds
-        target = await self._download_target(url)
+        try:
+            # The lookup too: a resolver that never answers is a timeout like a host's.
+            async with asyncio.timeout(self._timeout):
+                target = await self._download_target(url)
+        except TimeoutError:
+            raise StoreProblem(
+                "timeout",
+                f"Astra couldn't look up where {self.domain}'s export is within "
+                f"{self._timeout:g} seconds. Try again later.",
+                transient=True,
+            ) from None
         host = target.extensions["sni_hostname"]
         status: int | None = None
         total = 0

@@ -47,6 +47,10 @@ class SimulatedStorage:
         self.port = 443
         # Set: the next download stops after this many bytes, its connection dropped.
         self.drop_next_after: int | None = None
+        # Set: the next this many good links are answered 429 (the bucket's request rate
+        # exceeded), with a Retry-After of `throttle_seconds`.
+        self.throttle_next = 0
+        self.throttle_seconds = 1
 
     def put(
         self,
@@ -110,6 +114,12 @@ class SimulatedStorage:
         signed_at = datetime.strptime(date, _DATE).replace(tzinfo=UTC)
         if stored.clock() > signed_at + timedelta(seconds=int(expires)):
             return 400, _error(400, "ExpiredToken", "The provided token has expired.")
+
+        if self.throttle_next > 0:
+            self.throttle_next -= 1
+            throttled = _error(429, "SlowDown", "Please reduce your request rate.")
+            throttled.headers["Retry-After"] = str(self.throttle_seconds)
+            return 429, throttled
 
         cut, self.drop_next_after = self.drop_next_after, None
 

@@ -526,6 +526,25 @@ async def test_a_dropped_download_is_picked_up_after_the_last_batch(
     assert len(await order_rows(owner_engine, store)) == 2500
 
 
+async def test_a_throttled_download_is_waited_for_not_taken_for_an_expired_link(
+    connect: Callable[..., Any],
+    sync: Sync,
+    store_server: StoreServer,
+    owner_engine: AsyncEngine,
+) -> None:
+    """A 429 from the storage host is its request rate, not the link: the download is
+    asked again after the Retry-After, and the operation is kept (not started anew)."""
+    shop, store, _ = await connect(1500)
+    store_server.storage.throttle_next = 2
+
+    done = await sync(store)
+
+    assert (done.state, done.imported, done.error) == (SyncStatus.done, 1500, None)
+    assert downloads(store_server, shop) == [429, 429, 200]
+    assert shop.requests.count("AstraBulkOrders") == 1
+    assert len(await order_rows(owner_engine, store)) == 1500
+
+
 async def test_a_bulk_query_needs_the_scopes_its_query_needs(
     store_server: StoreServer, fresh_domain: Callable[[str], str], settings: Settings
 ) -> None:

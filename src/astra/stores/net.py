@@ -277,6 +277,16 @@ class StoreHttp:
             try:
                 if 300 <= status < 400:
                     raise self._download_problem(host, "redirected Astra elsewhere")
+                if status in (408, 429):
+                    # The host's own pace (its request rate, a slow request), not the
+                    # link's: ask again, after the Retry-After it sent.
+                    raise StoreProblem(
+                        "store_unavailable",
+                        f"{host} asked Astra to slow down the download of {self.domain}'s "
+                        f"export (HTTP {status}). Try again in a few minutes.",
+                        transient=True,
+                        retry_after=retry_after(response.headers.get("retry-after")),
+                    )
                 if 400 <= status < 500:
                     raise DownloadRefused(host, status)
                 if status != 200:

@@ -85,7 +85,8 @@ def schema_revisions() -> SchemaRevisions:
 
 
 async def readiness(database: Database, schema: SchemaRevisions) -> str | None:
-    """None when PostgreSQL answers and its schema is at this code's head; else why not."""
+    """None when PostgreSQL answers and its schema is at this code's head (or past it: a
+    newer version's); else why not."""
     try:
         async with asyncio.timeout(DATABASE_TIMEOUT_SECONDS):
             async with begin(database) as db:
@@ -103,8 +104,10 @@ async def readiness(database: Database, schema: SchemaRevisions) -> str | None:
         return None
     if not revisions or revisions <= schema.known:
         return NOT_MIGRATED
-    # A revision this code does not know: a newer version migrated it.
-    return "The database's schema is not this version's: migrations differ."
+    # A revision this code does not know: a newer version migrated it, as the first new
+    # process of a rolling deploy does while the old ones still serve. Unready then, the
+    # whole old fleet would leave the load balancer at once, before a new process is up.
+    return None
 
 
 async def database_metrics(database: Database) -> list[Metric]:

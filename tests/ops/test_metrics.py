@@ -4,7 +4,9 @@ ids or domains; deliveries by platform and outcome; syncs and the queue from the
 
 from __future__ import annotations
 
+import os
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -226,3 +228,39 @@ async def test_orders_missed_by_webhook_is_a_gauge_that_falls_when_a_store_goes(
     assert (await seller.client.delete(f"/api/integrations/{store.id}")).status_code == 204
     kind, after = await missed()
     assert (kind, before - after) == ("gauge", 5)
+
+
+def test_a_crashed_process_s_pool_is_not_summed_with_the_live_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker killed outright (the OOM killer, a segfault) never marks itself dead; its
+    pool gauge file stays in the multiprocess directory. Summed with the live ones, the
+    pool would look larger than it is (and `in_use / size` hide an exhausted pool): a
+    scrape drops the samples of processes that no longer run."""
+    import subprocess
+    import sys
+
+    from astra import metrics
+
+    crashed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os\n"
+            "from astra.metrics import DB_POOL\n"
+            "DB_POOL.labels('size').set(5)\n"
+            "os._exit(9)\n",
+        ],
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)},
+        check=False,
+    )
+    assert crashed.returncode == 9
+    assert list(tmp_path.glob("gauge_livesum_*.db"))
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    scraped = metrics.exposition().decode()
+    assert [
+        value
+        for name, labels, value in samples(scraped)
+        if name == "astra_db_pool_connections" and labels == {"state": "size"}
+    ] in ([], [0.0])
+    assert not list(tmp_path.glob("gauge_livesum_*.db"))

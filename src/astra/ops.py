@@ -26,6 +26,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -252,7 +254,19 @@ def metrics_app(settings: Settings) -> Starlette:
     async def scrape(request: Request) -> Response:
         return await metrics_response(request.app.state.db)
 
-    return Starlette(routes=[Route(METRICS, scrape, methods=["GET"])], lifespan=lifespan)
+    return Starlette(
+        routes=[Route(METRICS, scrape, methods=["GET"])],
+        # Only the loopback's names: a page in a browser on this host whose name was
+        # re-pointed at 127.0.0.1 (DNS rebinding) names its own, and is refused.
+        middleware=[
+            Middleware(
+                TrustedHostMiddleware,
+                allowed_hosts=["127.0.0.1", "localhost"],
+                www_redirect=False,
+            )
+        ],
+        lifespan=lifespan,
+    )
 
 
 def samples(exposition: str) -> Iterator[tuple[str, dict[str, str], float]]:

@@ -137,6 +137,18 @@ async def test_a_metrics_port_without_a_token_keeps_the_app_port_closed(
         await wait_serving(server, f"http://{HOST}:{port}", log)
         assert (await _get(f"http://{HOST}:{port}/metrics")).status_code == 404
         assert (await _get(f"http://{HOST}:{metrics_port}/metrics")).status_code == 200
+        assert (
+            await _get(
+                f"http://{HOST}:{metrics_port}/metrics", {"host": f"localhost:{metrics_port}"}
+            )
+        ).status_code == 200
+        # A page a browser on this host loaded, its name re-pointed at 127.0.0.1 (DNS
+        # rebinding), names its own host: refused.
+        rebound = await _get(
+            f"http://{HOST}:{metrics_port}/metrics", {"host": f"attacker.example:{metrics_port}"}
+        )
+        assert rebound.status_code == 400
+        assert "astra_" not in rebound.text
         # Bound to 127.0.0.1 itself: another address of this machine does not answer.
         with pytest.raises(httpx.ConnectError):
             await _get(f"http://127.0.0.2:{metrics_port}/metrics")

@@ -457,3 +457,17 @@ async def test_a_download_whose_host_never_resolves_times_out(store_server: Stor
         async with asyncio.timeout(5):
             problem = await download_problem(http, "https://storage.googleapis.com/bucket/file")
     assert (problem.problem, problem.transient) == ("timeout", True)
+
+
+async def test_a_download_from_an_ipv6_literal_names_it_in_brackets(
+    store_server: StoreServer,
+) -> None:
+    # The Host header is an authority: an IPv6 address in it is bracketed (RFC 9110 7.2).
+    async with StoreHttp(
+        store_server.settings(), "shop.myshopify.com", address_allowed=lambda address: True
+    ) as http:
+        target = await http._download_target("https://[2001:db8::7]:8443/bucket/file")
+        plain = await http._download_target("https://[2001:db8::7]/bucket/file")
+    assert target.headers == {"Host": "[2001:db8::7]:8443"}
+    assert plain.headers == {"Host": "[2001:db8::7]"}
+    assert target.url.host == "2001:db8::7"

@@ -384,7 +384,8 @@ class StoreHttp:
                 f"{self.domain}'s answer named a download on a private or reserved network "
                 "address, and Astra only downloads from the public internet.",
             )
-        authority = host if parsed.port is None else f"{host}:{parsed.port}"
+        named = f"[{host}]" if ":" in host else host  # an IPv6 literal, bracketed
+        authority = named if parsed.port is None else f"{named}:{parsed.port}"
         return _Target(
             parsed.copy_with(host=str(addresses[0])),
             {"Host": authority},

@@ -11,9 +11,12 @@ a status, a platform, an outcome. Never an id, a domain, or anything a seller ty
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import time
 from collections.abc import Awaitable, Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import TypeVar
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
@@ -145,12 +148,36 @@ class _Scrape(Collector):
 
     def collect(self) -> Iterator[Metric]:
         if multiprocess():
+            _forget_vanished_processes(Path(os.environ[MULTIPROC_DIR_VARIABLE]))
             registry = CollectorRegistry()
             MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             yield from registry.collect()
         else:
             yield from REGISTRY.collect()
         yield from self._extra
+
+
+# A live gauge's file: `gauge_live{mode}_{pid}.db`.
+_LIVE_GAUGE_FILE = re.compile(r"gauge_live[a-z]+_(\d+)\.db")
+
+
+def _forget_vanished_processes(directory: Path) -> None:
+    """Drop the live gauges of processes that no longer run: one killed outright (the OOM
+    killer) never marked itself dead, and its samples would be summed with the living."""
+    pids = {
+        int(found.group(1))
+        for path in directory.iterdir()
+        if (found := _LIVE_GAUGE_FILE.fullmatch(path.name)) is not None
+    }
+    for pid in pids - {os.getpid()}:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            # Another scrape may be removing the same files.
+            with contextlib.suppress(FileNotFoundError):
+                mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
+        except PermissionError:
+            pass  # alive, as another user
 
 
 def exposition(extra: Iterable[Metric] = ()) -> bytes:

@@ -21,11 +21,13 @@ from typing import Any
 
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -85,7 +87,8 @@ def schema_revisions() -> SchemaRevisions:
 
 
 async def readiness(database: Database, schema: SchemaRevisions) -> str | None:
-    """None when PostgreSQL answers and its schema is at this code's head; else why not."""
+    """None when PostgreSQL answers and its schema is at this code's head (or past it: a
+    newer version's); else why not."""
     try:
         async with asyncio.timeout(DATABASE_TIMEOUT_SECONDS):
             async with begin(database) as db:
@@ -103,8 +106,10 @@ async def readiness(database: Database, schema: SchemaRevisions) -> str | None:
         return None
     if not revisions or revisions <= schema.known:
         return NOT_MIGRATED
-    # A revision this code does not know: a newer version migrated it.
-    return "The database's schema is not this version's: migrations differ."
+    # A revision this code does not know: a newer version migrated it, as the first new
+    # process of a rolling deploy does while the old ones still serve. Unready then, the
+    # whole old fleet would leave the load balancer at once, before a new process is up.
+    return None
 
 
 async def database_metrics(database: Database) -> list[Metric]:
@@ -131,10 +136,12 @@ async def database_metrics(database: Database) -> list[Metric]:
     by_state = {row.state: row.syncs for row in totals}
     for state in SYNC_STATES:
         syncs.add_metric([state], by_state.get(state, 0))
-    missed = CounterMetricFamily(
+    # A gauge: summed over the stores still held, it falls when one is removed (as a
+    # counter, the fall would read as a reset and increase() would count it all anew).
+    missed = GaugeMetricFamily(
         "astra_sync_orders_missed_by_webhook",
         "Order changes a sync (reconciliation) found that no webhook had brought, over every "
-        "store Astra still holds.",
+        "store Astra still holds (falls when a store is removed).",
     )
     missed.add_metric([], sum(row.missed_by_webhook for row in totals))
     depth = GaugeMetricFamily("astra_queue_depth", "Jobs due and waiting for a worker.")
@@ -253,7 +260,19 @@ def metrics_app(settings: Settings) -> Starlette:
     async def scrape(request: Request) -> Response:
         return await metrics_response(request.app.state.db)
 
-    return Starlette(routes=[Route(METRICS, scrape, methods=["GET"])], lifespan=lifespan)
+    return Starlette(
+        routes=[Route(METRICS, scrape, methods=["GET"])],
+        # Only the loopback's names: a page in a browser on this host whose name was
+        # re-pointed at 127.0.0.1 (DNS rebinding) names its own, and is refused.
+        middleware=[
+            Middleware(
+                TrustedHostMiddleware,
+                allowed_hosts=["127.0.0.1", "localhost"],
+                www_redirect=False,
+            )
+        ],
+        lifespan=lifespan,
+    )
 
 
 def samples(exposition: str) -> Iterator[tuple[str, dict[str, str], float]]:

@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import secrets
 import shutil
 import signal
 import socket
+import stat
 import sys
 import tempfile
 import threading
@@ -211,7 +213,7 @@ def serve(
     try:
         with _metrics_dir(), _metrics_server(settings, metrics_port):
             return _migrate_and_serve(settings, host, port, workers, worker=worker)
-    except MetricsPortUnavailable as exc:
+    except (MetricsPortUnavailable, MetricsDirUnsafe) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
@@ -223,6 +225,14 @@ class MetricsPortUnavailable(Exception):
     pass
 
 
+class MetricsDirUnsafe(Exception):
+    pass
+
+
+# The files prometheus_client's multiprocess mode writes: `{kind}_{pid}.db`.
+_SAMPLES_FILE = re.compile(r"(counter|histogram|summary|gauge_[a-z]+)_\d+\.db")
+
+
 @contextmanager
 def _metrics_dir() -> Iterator[None]:
     """A fresh PROMETHEUS_MULTIPROC_DIR for this run, set before any worker imports
@@ -231,9 +241,19 @@ def _metrics_dir() -> Iterator[None]:
     given = os.environ.get(MULTIPROC_DIR_VARIABLE)
     if given:
         path = Path(given)
-        path.mkdir(parents=True, exist_ok=True)
-        for stale in path.glob("*.db"):
-            stale.unlink()
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Whoever else may write there could plant a link where a worker's samples file
+        # goes (the worker writes through it) or samples of their own.
+        found = path.stat()
+        if found.st_uid != os.geteuid() or found.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise MetricsDirUnsafe(
+                f"{MULTIPROC_DIR_VARIABLE} {path} may be written to by another user: give "
+                "a directory of this user's that only it may write to (or leave it unset)."
+            )
+        # An earlier run's samples files only, not whatever else is kept there.
+        for stale in path.iterdir():
+            if _SAMPLES_FILE.fullmatch(stale.name):
+                stale.unlink()
     else:
         path = Path(tempfile.mkdtemp(prefix="astra-metrics-"))
         os.environ[MULTIPROC_DIR_VARIABLE] = str(path)

@@ -33,6 +33,9 @@ class StoredObject:
     content_type: str
     # The clock the links are judged by (the store's, so tests can let days pass).
     clock: Callable[[], datetime]
+    # Stored compressed (`gzip`): served as stored, with its Content-Encoding, as GCS does
+    # for a client that accepts it.
+    content_encoding: str | None = None
 
 
 class SimulatedStorage:
@@ -44,6 +47,10 @@ class SimulatedStorage:
         self.port = 443
         # Set: the next download stops after this many bytes, its connection dropped.
         self.drop_next_after: int | None = None
+        # Set: the next this many good links are answered 429 (the bucket's request rate
+        # exceeded), with a Retry-After of `throttle_seconds`.
+        self.throttle_next = 0
+        self.throttle_seconds = 1
 
     def put(
         self,
@@ -52,10 +59,12 @@ class SimulatedStorage:
         clock: Callable[[], datetime],
         content_type: str = "application/jsonl",
         prefix: str = "bulk-operation-outputs",
+        content_encoding: str | None = None,
     ) -> str:
-        """Store `data` under a fresh name; its path."""
+        """Store `data` (already encoded, with `content_encoding`) under a fresh name; its
+        path."""
         path = f"/{BUCKET}/{prefix}/{secrets.token_hex(12)}-final"
-        self.objects[path] = StoredObject(data, content_type, clock)
+        self.objects[path] = StoredObject(data, content_type, clock, content_encoding)
         return path
 
     def signed_url(
@@ -106,6 +115,12 @@ class SimulatedStorage:
         if stored.clock() > signed_at + timedelta(seconds=int(expires)):
             return 400, _error(400, "ExpiredToken", "The provided token has expired.")
 
+        if self.throttle_next > 0:
+            self.throttle_next -= 1
+            throttled = _error(429, "SlowDown", "Please reduce your request rate.")
+            throttled.headers["Retry-After"] = str(self.throttle_seconds)
+            return 429, throttled
+
         cut, self.drop_next_after = self.drop_next_after, None
 
         async def chunks() -> AsyncIterator[bytes]:
@@ -114,11 +129,10 @@ class SimulatedStorage:
                     raise ConnectionResetError("the simulated storage dropped the download")
                 yield stored.data[start : start + CHUNK]
 
-        return 200, StreamingResponse(
-            chunks(),
-            media_type=stored.content_type,
-            headers={"Content-Length": str(len(stored.data))},
-        )
+        headers = {"Content-Length": str(len(stored.data))}
+        if stored.content_encoding is not None:
+            headers["Content-Encoding"] = stored.content_encoding
+        return 200, StreamingResponse(chunks(), media_type=stored.content_type, headers=headers)
 
 
 def _error(status: int, code: str, message: str) -> Response:

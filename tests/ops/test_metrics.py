@@ -4,7 +4,9 @@ ids or domains; deliveries by platform and outcome; syncs and the queue from the
 
 from __future__ import annotations
 
+import os
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -176,7 +178,7 @@ async def test_metrics_read_syncs_and_the_queue_from_the_database(
     assert value(scraped, "astra_syncs", state="failed") == 1
     assert value(scraped, "astra_syncs", state="done") == 1
     assert value(scraped, "astra_syncs", state="running") == 0
-    assert value(scraped, "astra_sync_orders_missed_by_webhook_total") == 7
+    assert value(scraped, "astra_sync_orders_missed_by_webhook") == 7
     assert value(scraped, "astra_queue_depth") >= 1
     assert value(scraped, "astra_queue_oldest_job_age_seconds") >= 90
     assert value(scraped, "astra_db_pool_connections", state="size") >= 1
@@ -204,3 +206,67 @@ async def test_a_delivery_that_fails_counts_as_failed_and_a_refusal_by_its_kind(
         await count_delivery(headers, raising(MalformedBody("not json")))
     assert now("failed") - before["failed"] == 2
     assert now("malformed") - before["malformed"] == 1
+
+
+async def test_orders_missed_by_webhook_is_a_gauge_that_falls_when_a_store_goes(
+    metrics_client: httpx.AsyncClient, seller: Account, owner_engine: AsyncEngine
+) -> None:
+    """The figure is summed at scrape time over the stores still connected, so it falls
+    when one is removed. Exposed as a counter, the fall would read as a reset, and
+    `increase()` over it would report the remaining stores' whole total as new misses (a
+    false alert each time a seller removes a store); as a gauge it is just a lower value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    store = await connect_store(seller, "woocommerce", f"gone-{uuid.uuid4().hex[:6]}.example.com")
+    await _store_with_sync(owner_engine, store, seller, "done", 5)
+
+    async def missed() -> tuple[str, float]:
+        response = await metrics_client.get("/metrics", headers=TOKEN)
+        [family] = [
+            family
+            for family in text_string_to_metric_families(response.text)
+            if family.name == "astra_sync_orders_missed_by_webhook"
+        ]
+        return family.type, sum(sample.value for sample in family.samples)
+
+    kind, before = await missed()
+    assert kind == "gauge"
+    assert (await seller.client.delete(f"/api/integrations/{store.id}")).status_code == 204
+    kind, after = await missed()
+    assert (kind, before - after) == ("gauge", 5)
+
+
+def test_a_crashed_process_s_pool_is_not_summed_with_the_live_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker killed outright (the OOM killer, a segfault) never marks itself dead; its
+    pool gauge file stays in the multiprocess directory. Summed with the live ones, the
+    pool would look larger than it is (and `in_use / size` hide an exhausted pool): a
+    scrape drops the samples of processes that no longer run."""
+    import subprocess
+    import sys
+
+    from astra import metrics
+
+    crashed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os\n"
+            "from astra.metrics import DB_POOL\n"
+            "DB_POOL.labels('size').set(5)\n"
+            "os._exit(9)\n",
+        ],
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)},
+        check=False,
+    )
+    assert crashed.returncode == 9
+    assert list(tmp_path.glob("gauge_livesum_*.db"))
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    scraped = metrics.exposition().decode()
+    assert [
+        value
+        for name, labels, value in samples(scraped)
+        if name == "astra_db_pool_connections" and labels == {"state": "size"}
+    ] in ([], [0.0])
+    assert not list(tmp_path.glob("gauge_livesum_*.db"))

@@ -137,6 +137,18 @@ async def test_a_metrics_port_without_a_token_keeps_the_app_port_closed(
         await wait_serving(server, f"http://{HOST}:{port}", log)
         assert (await _get(f"http://{HOST}:{port}/metrics")).status_code == 404
         assert (await _get(f"http://{HOST}:{metrics_port}/metrics")).status_code == 200
+        assert (
+            await _get(
+                f"http://{HOST}:{metrics_port}/metrics", {"host": f"localhost:{metrics_port}"}
+            )
+        ).status_code == 200
+        # A page a browser on this host loaded, its name re-pointed at 127.0.0.1 (DNS
+        # rebinding), names its own host: refused.
+        rebound = await _get(
+            f"http://{HOST}:{metrics_port}/metrics", {"host": f"attacker.example:{metrics_port}"}
+        )
+        assert rebound.status_code == 400
+        assert "astra_" not in rebound.text
         # Bound to 127.0.0.1 itself: another address of this machine does not answer.
         with pytest.raises(httpx.ConnectError):
             await _get(f"http://127.0.0.2:{metrics_port}/metrics")
@@ -162,6 +174,59 @@ async def test_a_metrics_port_in_use_stops_astra_serve_at_once(
         code = await asyncio.to_thread(server.wait, 60)
     assert code == 1
     assert "error: cannot serve metrics on 127.0.0.1:" in log.read_text()
+
+
+async def test_a_multiprocess_dir_others_may_write_to_stops_astra_serve_at_once(
+    test_database: TestDatabase, store_server: StoreServer, tmp_path: Path
+) -> None:
+    """Anyone who may write to the samples' directory could plant a link where a worker's
+    samples file goes (and have it write through it) or samples of their own: a given
+    PROMETHEUS_MULTIPROC_DIR open to the group or others is refused, nothing in it touched."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    planted = shared / "counter_1.db"
+    planted.write_bytes(b"someone else's")
+    log = tmp_path / "serve.log"
+    server = start_serve(
+        serve_environment(test_database, store_server, PROMETHEUS_MULTIPROC_DIR=str(shared)),
+        free_port(),
+        log,
+    )
+    try:
+        code = await asyncio.to_thread(server.wait, 60)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    assert code == 1
+    assert f"error: PROMETHEUS_MULTIPROC_DIR {shared} may be written to by" in log.read_text()
+    assert planted.read_bytes() == b"someone else's"
+
+
+async def test_a_given_multiprocess_dir_loses_only_earlier_samples(
+    test_database: TestDatabase, store_server: StoreServer, tmp_path: Path
+) -> None:
+    """Emptied at start means an earlier run's samples files, not whatever else the
+    operator keeps there (another program's `.db` files)."""
+    given = tmp_path / "samples"
+    given.mkdir(mode=0o700)
+    stale, kept = given / "counter_1.db", given / "inventory.db"
+    stale.write_bytes(b"")
+    kept.write_bytes(b"keep me")
+    port, log = free_port(), tmp_path / "serve.log"
+    server = start_serve(
+        serve_environment(test_database, store_server, PROMETHEUS_MULTIPROC_DIR=str(given)),
+        port,
+        log,
+    )
+    try:
+        await wait_serving(server, f"http://{HOST}:{port}", log)
+        assert not stale.exists()
+        assert kept.read_bytes() == b"keep me"
+    finally:
+        code, _ = await sigterm(server, within=30)
+    assert code == 0
+    assert kept.read_bytes() == b"keep me"
 
 
 async def _get(url: str, headers: dict[str, str] | None = None) -> httpx.Response:

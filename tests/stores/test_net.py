@@ -4,6 +4,7 @@ deadline and a size cap; each failure a StoreProblem."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 from collections.abc import Callable, Sequence
@@ -238,11 +239,19 @@ def test_the_store_api_url_setting(url: str, accepted: bool) -> None:
 # --- a download the store's answer named (a Shopify bulk operation's result) -----------
 
 
-def stored_file(server: StoreServer, data: bytes, *, lifetime: float = 3600) -> str:
+def stored_file(
+    server: StoreServer,
+    data: bytes,
+    *,
+    lifetime: float = 3600,
+    content_encoding: str | None = None,
+) -> str:
     """A signed link to `data` on the simulated cloud storage host."""
     from datetime import UTC, datetime, timedelta
 
-    path = server.storage.put(data, clock=lambda: datetime.now(UTC))
+    path = server.storage.put(
+        data, clock=lambda: datetime.now(UTC), content_encoding=content_encoding
+    )
     return server.storage.signed_url(
         path, signed_at=datetime.now(UTC), lifetime=timedelta(seconds=lifetime)
     )
@@ -370,3 +379,95 @@ async def test_a_download_is_capped_in_size_line_length_and_time(
     ) as http:
         problem = await download_problem(http, url)
     assert says in problem.message
+
+
+async def test_a_compressed_download_is_read_and_capped_by_what_it_holds(
+    store_server: StoreServer,
+) -> None:
+    import gzip
+
+    lines = [b'{"id":%d}' % n for n in range(5000)]
+    packed = gzip.compress(b"\n".join(lines))
+    # A small file that unpacks to far more than the cap is cut all the same.
+    bomb = gzip.compress(b"\n" * 2_000_000)
+    async with StoreHttp(
+        store_server.settings(store_bulk_max_bytes=1_000_000),
+        "shop.myshopify.com",
+        resolver=resolving_to("127.0.0.1"),
+        address_allowed=lambda address: True,
+    ) as http:
+        assert (
+            await read_lines(http, stored_file(store_server, packed, content_encoding="gzip"))
+            == lines
+        )
+        problem = await download_problem(
+            http, stored_file(store_server, bomb, content_encoding="gzip")
+        )
+        assert "larger than Astra accepts" in problem.message
+
+
+async def test_a_download_that_does_not_decompress_is_a_store_problem(
+    store_server: StoreServer,
+) -> None:
+    import gzip
+
+    broken = bytearray(gzip.compress(b'{"id":1}\n' * 50_000))
+    broken[len(broken) // 2 : len(broken) // 2 + 64] = b"\xff" * 64
+    async with StoreHttp(
+        store_server.settings(),
+        "shop.myshopify.com",
+        resolver=resolving_to("127.0.0.1"),
+        address_allowed=lambda address: True,
+    ) as http:
+        problem = await download_problem(
+            http, stored_file(store_server, bytes(broken), content_encoding="gzip")
+        )
+    assert problem.problem == "store_unavailable"
+    assert "couldn't be decompressed" in problem.message
+
+
+class BrokenGzipStore(EchoStore):
+    """Says its answer is gzip; it is not."""
+
+    async def handle(self, request: Request, path: str) -> Response:
+        self.calls.append(path)
+        return Response(b"not gzip at all", headers={"Content-Encoding": "gzip"})
+
+
+async def test_an_answer_that_does_not_decompress_is_a_store_problem(
+    store_server: StoreServer, fresh_domain: Callable[[str], str]
+) -> None:
+    store = store_server.add(BrokenGzipStore(fresh_domain("shop{}.example.com")))
+    async with StoreHttp(store_server.settings(), store.domain) as http:
+        problem = await problem_of(http)
+    assert (problem.problem, problem.transient) == ("store_unavailable", True)
+    assert "couldn't be decompressed" in problem.message
+
+
+async def test_a_download_whose_host_never_resolves_times_out(store_server: StoreServer) -> None:
+    async def hangs(host: str, port: int) -> Sequence[str]:
+        await asyncio.sleep(3600)
+        return []
+
+    async with StoreHttp(
+        store_server.settings(store_api_timeout_seconds=0.2),
+        "shop.myshopify.com",
+        resolver=hangs,
+    ) as http:
+        async with asyncio.timeout(5):
+            problem = await download_problem(http, "https://storage.googleapis.com/bucket/file")
+    assert (problem.problem, problem.transient) == ("timeout", True)
+
+
+async def test_a_download_from_an_ipv6_literal_names_it_in_brackets(
+    store_server: StoreServer,
+) -> None:
+    # The Host header is an authority: an IPv6 address in it is bracketed (RFC 9110 7.2).
+    async with StoreHttp(
+        store_server.settings(), "shop.myshopify.com", address_allowed=lambda address: True
+    ) as http:
+        target = await http._download_target("https://[2001:db8::7]:8443/bucket/file")
+        plain = await http._download_target("https://[2001:db8::7]/bucket/file")
+    assert target.headers == {"Host": "[2001:db8::7]:8443"}
+    assert plain.headers == {"Host": "[2001:db8::7]"}
+    assert target.url.host == "2001:db8::7"

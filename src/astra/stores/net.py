@@ -230,6 +230,13 @@ class StoreHttp:
                 "Check that the store is online, then try again.",
                 transient=True,
             ) from None
+        except httpx.DecodingError:
+            self._log(method, path, params, status, started, "undecodable")
+            raise StoreProblem(
+                "store_unavailable",
+                f"{self.domain} sent an answer that couldn't be decompressed. Try again later.",
+                transient=True,
+            ) from None
         except httpx.TransportError as exc:
             self._log(method, path, params, status, started, "unreachable")
             raise self._unreachable(exc) from None
@@ -246,7 +253,17 @@ class StoreHttp:
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._bulk_seconds
-        target = await self._download_target(url)
+        try:
+            # The lookup too: a resolver that never answers is a timeout like a host's.
+            async with asyncio.timeout(self._timeout):
+                target = await self._download_target(url)
+        except TimeoutError:
+            raise StoreProblem(
+                "timeout",
+                f"Astra couldn't look up where {self.domain}'s export is within "
+                f"{self._timeout:g} seconds. Try again later.",
+                transient=True,
+            ) from None
         host = target.extensions["sni_hostname"]
         status: int | None = None
         total = 0
@@ -260,6 +277,16 @@ class StoreHttp:
             try:
                 if 300 <= status < 400:
                     raise self._download_problem(host, "redirected Astra elsewhere")
+                if status in (408, 429):
+                    # The host's own pace (its request rate, a slow request), not the
+                    # link's: ask again, after the Retry-After it sent.
+                    raise StoreProblem(
+                        "store_unavailable",
+                        f"{host} asked Astra to slow down the download of {self.domain}'s "
+                        f"export (HTTP {status}). Try again in a few minutes.",
+                        transient=True,
+                        retry_after=retry_after(response.headers.get("retry-after")),
+                    )
                 if 400 <= status < 500:
                     raise DownloadRefused(host, status)
                 if status != 200:
@@ -306,6 +333,11 @@ class StoreHttp:
                 f"{self._timeout:g} seconds. Try again later.",
                 transient=True,
             ) from None
+        except httpx.DecodingError:
+            # Sent compressed (Content-Encoding) but not decodable: the same file is as
+            # broken on the next try.
+            self._log_download(host, target, status, started, total, "undecodable")
+            raise self._download_problem(host, "couldn't be decompressed") from None
         except httpx.TransportError:
             self._log_download(host, target, status, started, total, "unreachable")
             raise StoreProblem(
@@ -352,7 +384,8 @@ class StoreHttp:
                 f"{self.domain}'s answer named a download on a private or reserved network "
                 "address, and Astra only downloads from the public internet.",
             )
-        authority = host if parsed.port is None else f"{host}:{parsed.port}"
+        named = f"[{host}]" if ":" in host else host  # an IPv6 literal, bracketed
+        authority = named if parsed.port is None else f"{named}:{parsed.port}"
         return _Target(
             parsed.copy_with(host=str(addresses[0])),
             {"Host": authority},

@@ -548,7 +548,16 @@ class ShopifyAdmin:
             async for line in lines:
                 if not line.strip():
                     continue
-                root = b'"__parentId"' not in line
+                # Parsed even when skipped: an order's own text (a buyer's email, the
+                # shop's order name) may hold `"__parentId`, so only the JSON says
+                # whether a line is an order or one of its line items.
+                try:
+                    node = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    raise _unexpected(self.domain, 200, "bulk result") from None
+                if not isinstance(node, dict):
+                    raise _unexpected(self.domain, 200, "bulk result")
+                root = "__parentId" not in node
                 if root:
                     seen += 1
                     if order is not None:
@@ -556,12 +565,6 @@ class ShopifyAdmin:
                         order, items = None, []
                 if seen <= skip:
                     continue
-                try:
-                    node = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    raise _unexpected(self.domain, 200, "bulk result") from None
-                if not isinstance(node, dict):
-                    raise _unexpected(self.domain, 200, "bulk result")
                 if root:
                     order = node
                 elif order is None or node.pop("__parentId", None) != order.get("id"):

@@ -53,7 +53,8 @@ DELIVERIES = Counter(
 # Sampled by each process (astra.ops.sample_pool); the dead's samples are dropped.
 DB_POOL = Gauge(
     "astra_db_pool_connections",
-    "The request pool's connections, by state (in_use, size), over every live process.",
+    "The request pool's connections, by state (in_use: lent out; size: open; max: the most it "
+    "may open), over every live process.",
     ["state"],
     multiprocess_mode="livesum",
 )

@@ -159,6 +159,7 @@ def publish_pool(database: Database) -> None:
     stats = database.pool_stats()
     metrics.DB_POOL.labels("in_use").set(stats.in_use)
     metrics.DB_POOL.labels("size").set(stats.size)
+    metrics.DB_POOL.labels("max").set(stats.max_size)
 
 
 async def sample_pool(database: Database) -> None:
@@ -181,10 +182,11 @@ async def pool_sampled(database: Database) -> AsyncIterator[None]:
         metrics.process_exited()
 
 
-async def metrics_response(database: Database) -> Response:
+async def metrics_response(database: Database, *, serves_requests: bool = True) -> Response:
     extra = await database_metrics(database)
-    # The scraping process's own figures as of now (the others' at their last sample).
-    publish_pool(database)
+    if serves_requests:
+        # This worker's own pool as of now (the others' at their last sample).
+        publish_pool(database)
     return Response(
         metrics.exposition(extra),
         media_type=metrics.CONTENT_TYPE,
@@ -258,7 +260,8 @@ def metrics_app(settings: Settings) -> Starlette:
             await database.dispose()
 
     async def scrape(request: Request) -> Response:
-        return await metrics_response(request.app.state.db)
+        # Its one connection is not a request pool: it is not in the pool gauge.
+        return await metrics_response(request.app.state.db, serves_requests=False)
 
     return Starlette(
         routes=[Route(METRICS, scrape, methods=["GET"])],

@@ -116,7 +116,7 @@ async def test_metrics_add_up_every_worker_process(
         assert counted(through_token, name, **me) - counted(before, name, **me) == 40
         assert counted(through_port, name, **me) == counted(through_token, name, **me)
         # Both processes' pools (3 connections each) are in the one sum.
-        assert counted(through_port, "astra_db_pool_connections", state="size") == 6
+        assert counted(through_port, "astra_db_pool_connections", state="max") == 6
         assert counted(through_port, "astra_metrics_database_up") == 1
         assert (await _get(f"{url}/metrics")).status_code == 401
     finally:
@@ -236,7 +236,7 @@ async def _get(url: str, headers: dict[str, str] | None = None) -> httpx.Respons
 
 async def _scraped(url: str, name: str, expected: float) -> bool:
     try:
-        return counted((await _get(url)).text, name, state="size") == expected
+        return counted((await _get(url)).text, name, state="max") == expected
     except httpx.TransportError:
         return False
 

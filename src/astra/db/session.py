@@ -321,6 +321,7 @@ class Database:
     ) -> None:
         self._options = _connect_arguments(url)
         self.pool_size = pool_size
+        self._returning = 0
         self.max_size = pool_size + max_overflow
         # Waiting longer for a connection than this is a 503 (TimeoutError is an OSError).
         self.acquire_timeout = acquire_timeout
@@ -354,7 +355,7 @@ class Database:
         pool = self._pool
         if pool is None or lease._con is None:
             return  # closed (a dropped connection goes back by itself), or the pool is
-        if not connection.is_closed() and pool.get_idle_size() >= self.pool_size:
+        if not connection.is_closed() and pool.get_idle_size() + self._returning >= self.pool_size:
             # Beyond the pool's size (an overflow connection): closed, not kept idle.
             try:
                 await connection.close(timeout=self.acquire_timeout)
@@ -362,7 +363,12 @@ class Database:
                 connection.terminate()
                 raise
             return
-        await pool.release(lease)
+        # Counted until it is idle, so that concurrent returns keep at most pool_size.
+        self._returning += 1
+        try:
+            await pool.release(lease)
+        finally:
+            self._returning -= 1
 
     def pool_stats(self) -> PoolStats:
         """Connections lent out now, connections open, and the most there may be."""

@@ -38,8 +38,14 @@ ACT_AS = text("SELECT public.app_act_as(:user_id)")
 
 _DIALECT = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
 _DBAPI = PGDialect_asyncpg.import_dbapi()  # type: ignore[no-untyped-call]
-# The driver's exception classes and SQLAlchemy's DB-API ones, as SQLAlchemy maps them.
-_TRANSLATE: dict[type[BaseException], Callable[..., Exception]] = _DBAPI._asyncpg_error_translate
+# The driver's exception classes and SQLAlchemy's DB-API ones, as SQLAlchemy maps them;
+# and a connection caught in a state it cannot leave (the server dropping it while the pool
+# lent it out) is the connection's failure, as a closed one is.
+_TRANSLATE: dict[type[BaseException], Callable[..., Exception]] = {
+    **_DBAPI._asyncpg_error_translate,
+    asyncpg.InternalClientError: _DBAPI.InterfaceError,
+}
+_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 
 
 class Row(asyncpg.Record):  # type: ignore[misc]
@@ -321,6 +327,7 @@ class Database:
     ) -> None:
         self._options = _connect_arguments(url)
         self.pool_size = pool_size
+        self._returning = 0
         self.max_size = pool_size + max_overflow
         # Waiting longer for a connection than this is a 503 (TimeoutError is an OSError).
         self.acquire_timeout = acquire_timeout
@@ -346,7 +353,7 @@ class Database:
         pool = self._pool or await self._open()
         try:
             lease = await pool.acquire(timeout=self.acquire_timeout)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        except _DRIVER_ERRORS as error:
             _raise_translated(error, "", None)
         return lease, lease._con
 
@@ -354,7 +361,7 @@ class Database:
         pool = self._pool
         if pool is None or lease._con is None:
             return  # closed (a dropped connection goes back by itself), or the pool is
-        if not connection.is_closed() and pool.get_idle_size() >= self.pool_size:
+        if not connection.is_closed() and pool.get_idle_size() + self._returning >= self.pool_size:
             # Beyond the pool's size (an overflow connection): closed, not kept idle.
             try:
                 await connection.close(timeout=self.acquire_timeout)
@@ -362,7 +369,12 @@ class Database:
                 connection.terminate()
                 raise
             return
-        await pool.release(lease)
+        # Counted until it is idle, so that concurrent returns keep at most pool_size.
+        self._returning += 1
+        try:
+            await pool.release(lease)
+        finally:
+            self._returning -= 1
 
     def pool_stats(self) -> PoolStats:
         """Connections lent out now, connections open, and the most there may be."""
@@ -403,17 +415,23 @@ class Transaction:
         self._connection: asyncpg.Connection | None = None
 
     async def _begin(self) -> asyncpg.Connection:
-        lease, connection = await self._database.acquire()
-        try:
-            await connection.execute("BEGIN")
-        except BaseException as error:
-            connection.terminate()
-            await self._database.release(lease, connection)
-            if isinstance(error, (asyncpg.PostgresError, asyncpg.InterfaceError)):
-                _raise_translated(error, "BEGIN", connection)
-            raise
-        self._lease, self._connection = lease, connection
-        return connection
+        for attempt in (1, 2):
+            lease, connection = await self._database.acquire()
+            try:
+                await connection.execute("BEGIN")
+            except BaseException as error:
+                connection.terminate()
+                await self._database.release(lease, connection)
+                if attempt == 1 and isinstance(error, (*_DRIVER_ERRORS, OSError)):
+                    # An idle connection the server has just dropped (a restart): BEGIN
+                    # did nothing, so a fresh connection may try it once more.
+                    continue
+                if isinstance(error, _DRIVER_ERRORS):
+                    _raise_translated(error, "BEGIN", connection)
+                raise
+            self._lease, self._connection = lease, connection
+            return connection
+        raise AssertionError("unreachable")
 
     async def execute(self, statement: Executable, parameters: Parameters = None) -> Result:
         connection = self._connection or await self._begin()
@@ -426,7 +444,7 @@ class Transaction:
                 rows = await connection.fetch(compiled.sql, *arguments)
                 return Result(rows, len(rows))
             status = await connection.execute(compiled.sql, *arguments)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        except _DRIVER_ERRORS as error:
             _raise_translated(error, compiled.sql, connection)
         return Result([], _rowcount(status))
 
@@ -442,7 +460,7 @@ class Transaction:
         arguments = [compiled.arguments(each) for each in parameters]
         try:
             await connection.executemany(compiled.sql, arguments)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        except _DRIVER_ERRORS as error:
             _raise_translated(error, compiled.sql, connection)
         return Result([], len(arguments))
 
@@ -467,7 +485,7 @@ class Transaction:
                 # Cut, the connection takes its transaction with it: rolled back all the
                 # same, and the error that led here is the one to report.
                 return
-            if isinstance(error, (asyncpg.PostgresError, asyncpg.InterfaceError)):
+            if isinstance(error, _DRIVER_ERRORS):
                 _raise_translated(error, command, connection)
             raise
         await self._database.release(lease, connection)

@@ -15,9 +15,9 @@ from astra.auth.limits import SignInLimits
 from astra.auth.pages import router as auth_pages
 from astra.db.session import Database
 from astra.db.urls import app_url
-from astra.http import BodyLimit, CrossSiteGuard, install_error_handlers
+from astra.http import BodyLimit, CrossSiteGuard, HotRoutes, install_error_handlers
 from astra.integrations.api import router as integrations_router
-from astra.integrations.hot import HotIntegrationRoutes
+from astra.integrations.hot import hot_routes
 from astra.integrations.pages import router as integrations_pages
 from astra.logs import RequestLogMiddleware
 from astra.metrics import RequestMetrics
@@ -30,6 +30,7 @@ from astra.sync.queue import job_app, open_queue
 from astra.sync.worker import QUEUE_CONNECTIONS, start_in_process, stop_in_process
 from astra.web.assets import STATIC_PATH, static_files
 from astra.web.security import SecurityHeaders
+from astra.webhooks.api import HOT_ROUTE as HOT_WEBHOOK
 from astra.webhooks.api import router as webhooks_router
 from astra.webhooks.batch import WebhookBatcher
 
@@ -106,8 +107,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth_pages)
     app.include_router(integrations_pages)
     app.mount(STATIC_PATH, static_files(), name="static")
-    # Innermost: the two hottest routes' ordinary requests, after every guard below.
-    app.add_middleware(HotIntegrationRoutes, settings=settings)
+    # Innermost: the hottest routes' ordinary requests, after every guard below.
+    app.add_middleware(HotRoutes, routes=(HOT_WEBHOOK, *hot_routes(settings)))
     webhooks = f"{webhooks_router.prefix}/"
     app.add_middleware(CrossSiteGuard, cookie_name=SESSION_COOKIE, exempt_prefixes=(webhooks,))
     # Every body is capped; stores' order webhooks get their own, larger cap.

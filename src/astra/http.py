@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -15,6 +17,7 @@ from sqlalchemy import exc as sa_exc
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, HTTPConnection
+from starlette.requests import Request as StarletteRequest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from astra.errors import OUTAGE_RETRY_SECONDS, AstraError, InvalidInput
@@ -159,7 +162,7 @@ async def _client_gone(request: Request, exc: Exception) -> Response:
 
 async def handled_error(request: Request, exc: Exception) -> Response | None:
     """The answer the handlers installed below give `exc` (None: not one of theirs), for
-    code that answers outside FastAPI's routing (astra.integrations.hot)."""
+    code that answers outside FastAPI's routing (HotRoutes)."""
     if isinstance(exc, AstraError):
         return await _astra_error(request, exc)
     if isinstance(exc, (sa_exc.SQLAlchemyError, OSError)):
@@ -267,3 +270,90 @@ class BodyLimit:
             return message
 
         await self.app(scope, capped_receive, send)
+
+
+@dataclass(frozen=True, slots=True)
+class HotRoute:
+    """A route's ordinary requests, answered by `HotRoutes` without FastAPI's routing.
+
+    `accept` reads the scope (query, headers) and returns what `answer` needs, or None for
+    a request the FastAPI route should read itself. `answer` returns the response, or None
+    to hand the request (its body, if read) to the FastAPI route after all. `path` is the
+    route's template, which the request metrics read as they read a matched route's.
+    """
+
+    method: str
+    path: str
+    accept: Callable[[Scope], Any]
+    answer: Callable[[StarletteRequest, Any], Awaitable[Response | None]]
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands the app the body already read, then is the client's again."""
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
+
+
+def _failing(exc: Exception) -> Receive:
+    async def failing() -> Message:
+        raise exc
+
+    return failing
+
+
+class HotRoutes:
+    """Pure ASGI, innermost: answers the hot routes' ordinary requests itself, passes the
+    rest on to FastAPI.
+
+    Not second implementations: a hot route's `answer` runs the route's own steps, and its
+    errors get the app's own handlers (`handled_error`). Sitting inside every middleware
+    (request id, security headers, trusted hosts, body caps, the cross-site guard), it
+    leaves those to hold as for any route. A body that never came in whole (over its cap
+    while streaming, the client gone) is the FastAPI route's to answer, as it always has;
+    so is whatever `accept` or `answer` turn down, and the OpenAPI document is theirs.
+    """
+
+    def __init__(self, app: ASGIApp, *, routes: Iterable[HotRoute]) -> None:
+        self.app = app
+        self.routes = {(route.method, route.path): route for route in routes}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            route = self.routes.get((scope["method"], scope["path"]))
+            if route is not None:
+                accepted = route.accept(scope)
+                if accepted is not None:
+                    scope["route"] = route
+                    await self._answer(route, accepted, scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+    async def _answer(
+        self, route: HotRoute, accepted: Any, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        request = StarletteRequest(scope, receive)
+        body = b""
+        try:
+            response = await route.answer(request, accepted)
+            # Turned down: the body as read (or read now), for the route to read again.
+            if response is None:
+                body = await request.body()
+        except (BodyTooLarge, ClientDisconnect) as exc:
+            await self.app(scope, _failing(exc), send)
+            return
+        except Exception as exc:
+            response = await handled_error(request, exc)
+            if response is None:
+                raise
+        if response is None:
+            await self.app(scope, _replay(body, receive), send)
+            return
+        await response(scope, receive, send)

@@ -7,14 +7,16 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from astra.http import TOO_LARGE
+from astra.http import TOO_LARGE, TrustedHosts
 from astra.logs import JsonFormatter
 from astra.settings import Settings
 from tests.conftest import PASSWORD, Account, TestDatabase, client_for, running
@@ -194,3 +196,57 @@ def test_trusted_proxies_are_none_unless_listed(monkeypatch: pytest.MonkeyPatch)
     assert Settings().trusted_proxies == []
     monkeypatch.setenv("ASTRA_TRUSTED_PROXIES", "10.0.0.1, 10.0.1.0/24")
     assert Settings().trusted_proxies == ["10.0.0.1", "10.0.1.0/24"]
+
+
+HOST_SPELLINGS: list[list[bytes]] = [
+    [b"localhost"],
+    [b"LOCALHOST"],
+    [b"localhost:8000"],
+    [b"localhost:"],
+    [b"localhost:80a"],
+    [b"localhost:\xd9\xa3"],
+    [b"localhost:8000:1"],
+    [b"localhost/evil"],
+    [b"localhost "],
+    [b"127.0.0.1:8100"],
+    [b"a.example"],
+    [b"x.b.example:443"],
+    [b"b.example"],
+    [b"evil.test"],
+    [b""],
+    [b"[::1]"],
+    [b"[::1]:8000"],
+    [b"localhost", b"evil.test"],
+    [b"evil.test", b"localhost"],
+    [],
+]
+
+
+@pytest.mark.parametrize("hosts", HOST_SPELLINGS)
+async def test_the_host_shortcut_lets_in_exactly_what_starlette_does(hosts: list[bytes]) -> None:
+    """TrustedHosts answers every Host header as Starlette's TrustedHostMiddleware does."""
+    allowed = ["localhost", "127.0.0.1", "a.example", "*.b.example", "[::1]"]
+
+    async def inner(scope: object, receive: object, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def answer(app: Any) -> tuple[int, bytes]:
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": "/",
+            "query_string": b"",
+            "headers": [(b"host", host) for host in hosts],
+        }
+        await app(scope, None, send)
+        return sent[0]["status"], sent[1]["body"]
+
+    ours = await answer(TrustedHosts(inner, allowed_hosts=allowed, www_redirect=False))
+    theirs = await answer(TrustedHostMiddleware(inner, allowed_hosts=allowed, www_redirect=False))
+    assert ours == theirs

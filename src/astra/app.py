@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from astra.auth.api import router as auth_router
 from astra.auth.deps import SESSION_COOKIE
@@ -15,9 +14,9 @@ from astra.auth.limits import SignInLimits
 from astra.auth.pages import router as auth_pages
 from astra.db.session import Database
 from astra.db.urls import app_url
-from astra.http import BodyLimit, CrossSiteGuard, install_error_handlers
+from astra.http import BodyLimit, CrossSiteGuard, HotRoutes, TrustedHosts, install_error_handlers
 from astra.integrations.api import router as integrations_router
-from astra.integrations.hot import HotIntegrationRoutes
+from astra.integrations.hot import hot_routes
 from astra.integrations.pages import router as integrations_pages
 from astra.logs import RequestLogMiddleware
 from astra.metrics import RequestMetrics
@@ -30,6 +29,7 @@ from astra.sync.queue import job_app, open_queue
 from astra.sync.worker import QUEUE_CONNECTIONS, start_in_process, stop_in_process
 from astra.web.assets import STATIC_PATH, static_files
 from astra.web.security import SecurityHeaders
+from astra.webhooks.api import HOT_ROUTE as HOT_WEBHOOK
 from astra.webhooks.api import router as webhooks_router
 from astra.webhooks.batch import WebhookBatcher
 
@@ -93,6 +93,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # offline) rules out; /openapi.json serves any OpenAPI viewer.
         docs_url=None,
         redoc_url=None,
+        # FastAPI's OpenTelemetry bridge: this service has no OpenTelemetry (its metrics are
+        # Prometheus', its logs JSON lines), and the bridge checked for it on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.store_resolver = resolve_host
@@ -106,8 +109,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth_pages)
     app.include_router(integrations_pages)
     app.mount(STATIC_PATH, static_files(), name="static")
-    # Innermost: the two hottest routes' ordinary requests, after every guard below.
-    app.add_middleware(HotIntegrationRoutes, settings=settings)
+    # Innermost: the hottest routes' ordinary requests, after every guard below.
+    app.add_middleware(HotRoutes, routes=(HOT_WEBHOOK, *hot_routes(settings)))
     webhooks = f"{webhooks_router.prefix}/"
     app.add_middleware(CrossSiteGuard, cookie_name=SESSION_COOKIE, exempt_prefixes=(webhooks,))
     # Every body is capped; stores' order webhooks get their own, larger cap.
@@ -117,9 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         prefix_limits={webhooks: settings.webhook_max_body_bytes},
     )
     # Webhook URLs and redirects are built from the Host header: only known names get in.
-    app.add_middleware(
-        TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts, www_redirect=False
-    )
+    app.add_middleware(TrustedHosts, allowed_hosts=settings.trusted_hosts, www_redirect=False)
     app.add_middleware(SecurityHeaders)
     # Outside the rest (added later, run earlier): every response, errors included,
     # carries the id, and is counted.

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -12,9 +15,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from sqlalchemy import exc as sa_exc
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import ClientDisconnect, HTTPConnection
+from starlette.requests import Request as StarletteRequest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from astra.errors import OUTAGE_RETRY_SECONDS, AstraError, InvalidInput
@@ -159,7 +163,7 @@ async def _client_gone(request: Request, exc: Exception) -> Response:
 
 async def handled_error(request: Request, exc: Exception) -> Response | None:
     """The answer the handlers installed below give `exc` (None: not one of theirs), for
-    code that answers outside FastAPI's routing (astra.integrations.hot)."""
+    code that answers outside FastAPI's routing (HotRoutes)."""
     if isinstance(exc, AstraError):
         return await _astra_error(request, exc)
     if isinstance(exc, (sa_exc.SQLAlchemyError, OSError)):
@@ -219,6 +223,43 @@ class CrossSiteGuard:
         return urlsplit(origin).netloc != headers.get("host", "")
 
 
+def _header(scope: Scope, name: bytes) -> str:
+    """The first value of the header `name` (lowercase), as Starlette's `Headers` reads it."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return ""
+
+
+# An allowed name the shortcut below may compare as bytes: plain DNS or IPv4 characters.
+_PLAIN_NAME = re.compile(r"[a-z0-9.-]+")
+
+
+class TrustedHosts(TrustedHostMiddleware):
+    """Starlette's Host check, with one shortcut: a Host header that is an allowed name as
+    written (lowercase, no wildcard), alone or with a numeric port, goes in without being
+    parsed. Every other header, refusals included, goes through Starlette's check itself."""
+
+    def __init__(self, app: ASGIApp, *, allowed_hosts: list[str], www_redirect: bool) -> None:
+        super().__init__(app, allowed_hosts=allowed_hosts, www_redirect=www_redirect)
+        self.exact = frozenset(
+            name.encode("ascii") for name in self.allowed_hosts if _PLAIN_NAME.fullmatch(name)
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self._plainly_allowed(scope):
+            await self.app(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+    def _plainly_allowed(self, scope: Scope) -> bool:
+        for key, value in scope["headers"]:
+            if key == b"host":
+                name, colon, port = bytes(value).partition(b":")
+                return name in self.exact and (not colon or (port.isdigit() and port.isascii()))
+        return False
+
+
 class BodyTooLarge(HTTPException):
     """Raised from `receive` once a streamed body passes its cap. An HTTPException, so
     FastAPI's body parsing passes it on as it is (anything else there becomes a 400)."""
@@ -245,11 +286,12 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        limit = next(
-            (cap for prefix, cap in self.prefix_limits.items() if path.startswith(prefix)),
-            self.limit,
-        )
-        declared = Headers(scope=scope).get("content-length", "")
+        limit = self.limit
+        for prefix, cap in self.prefix_limits.items():
+            if path.startswith(prefix):
+                limit = cap
+                break
+        declared = _header(scope, b"content-length")
         # At most 19 digits go to int(): enough for any cap, and cheap however long the header.
         if declared.isascii() and declared.isdigit() and int(declared[:19]) > limit:
             response = JSONResponse({"detail": TOO_LARGE}, status_code=413)
@@ -267,3 +309,90 @@ class BodyLimit:
             return message
 
         await self.app(scope, capped_receive, send)
+
+
+@dataclass(frozen=True, slots=True)
+class HotRoute:
+    """A route's ordinary requests, answered by `HotRoutes` without FastAPI's routing.
+
+    `accept` reads the scope (query, headers) and returns what `answer` needs, or None for
+    a request the FastAPI route should read itself. `answer` returns the response, or None
+    to hand the request (its body, if read) to the FastAPI route after all. `path` is the
+    route's template, which the request metrics read as they read a matched route's.
+    """
+
+    method: str
+    path: str
+    accept: Callable[[Scope], Any]
+    answer: Callable[[StarletteRequest, Any], Awaitable[Response | None]]
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands the app the body already read, then is the client's again."""
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
+
+
+def _failing(exc: Exception) -> Receive:
+    async def failing() -> Message:
+        raise exc
+
+    return failing
+
+
+class HotRoutes:
+    """Pure ASGI, innermost: answers the hot routes' ordinary requests itself, passes the
+    rest on to FastAPI.
+
+    Not second implementations: a hot route's `answer` runs the route's own steps, and its
+    errors get the app's own handlers (`handled_error`). Sitting inside every middleware
+    (request id, security headers, trusted hosts, body caps, the cross-site guard), it
+    leaves those to hold as for any route. A body that never came in whole (over its cap
+    while streaming, the client gone) is the FastAPI route's to answer, as it always has;
+    so is whatever `accept` or `answer` turn down, and the OpenAPI document is theirs.
+    """
+
+    def __init__(self, app: ASGIApp, *, routes: Iterable[HotRoute]) -> None:
+        self.app = app
+        self.routes = {(route.method, route.path): route for route in routes}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            route = self.routes.get((scope["method"], scope["path"]))
+            if route is not None:
+                accepted = route.accept(scope)
+                if accepted is not None:
+                    scope["route"] = route
+                    await self._answer(route, accepted, scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+    async def _answer(
+        self, route: HotRoute, accepted: Any, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        request = StarletteRequest(scope, receive)
+        body = b""
+        try:
+            response = await route.answer(request, accepted)
+            # Turned down: the body as read (or read now), for the route to read again.
+            if response is None:
+                body = await request.body()
+        except (BodyTooLarge, ClientDisconnect) as exc:
+            await self.app(scope, _failing(exc), send)
+            return
+        except Exception as exc:
+            response = await handled_error(request, exc)
+            if response is None:
+                raise
+        if response is None:
+            await self.app(scope, _replay(body, receive), send)
+            return
+        await response(scope, receive, send)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Scripts, styles and everything else come only from this app: no inline script or style,
@@ -41,6 +40,11 @@ _FALLBACK_500 = b"Internal Server Error"
 # API answers carry people's emails, stores and orders: no browser or shared cache keeps
 # them (nothing under /api/ is meant to be cached). Pages set it themselves (PRIVATE).
 API_PREFIX = "/api/"
+# As they go on the wire, for pages and for API answers.
+_PAGE_HEADERS = tuple(
+    (n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in SECURITY_HEADERS
+)
+_API_HEADERS = (*_PAGE_HEADERS, (b"cache-control", b"no-store"))
 
 
 class SecurityHeaders:
@@ -59,17 +63,17 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         started = False
-        api = scope["path"].startswith(API_PREFIX)
+        ours = _API_HEADERS if scope["path"].startswith(API_PREFIX) else _PAGE_HEADERS
 
         async def send_with_headers(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                headers = MutableHeaders(scope=message)
-                for name, value in SECURITY_HEADERS:
-                    headers.setdefault(name, value)
-                if api:
-                    headers.setdefault("Cache-Control", "no-store")
+                # Each one the response does not set itself, in its spelling of the name.
+                headers = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in headers}
+                headers.extend(pair for pair in ours if pair[0] not in present)
+                message["headers"] = headers
             await send(message)
 
         try:

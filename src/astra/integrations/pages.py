@@ -21,6 +21,7 @@ from astra.integrations.schemas import IntegrationRead
 from astra.integrations.service import IntegrationRow
 from astra.settings import Settings
 from astra.sync import state as sync_state
+from astra.sync.state import SyncState
 from astra.web.redirects import login_redirect
 from astra.web.templating import page_templates, render
 
@@ -115,12 +116,18 @@ NEXT_CURSOR = "Astra-Next-Cursor"
 
 
 async def _cards(
-    request: Request, db: Db, settings: Settings, rows: list[IntegrationRow]
+    request: Request,
+    db: Db,
+    settings: Settings,
+    rows: list[IntegrationRow],
+    syncs: dict[uuid.UUID, SyncState] | None = None,
 ) -> dict[str, object]:
-    """What _cards.html draws: the stores, and their syncs read in one query for them all."""
+    """What _cards.html draws: the stores, and their syncs read in one query for them all
+    (unless read already)."""
     base = webhook_base(request, settings)
     cards = [to_read(row, base) for row in rows]
-    syncs = await sync_state.read_many(db, [card.id for card in cards])
+    if syncs is None:
+        syncs = await sync_state.read_many(db, [card.id for card in cards])
     return {"integrations": cards, "syncs": syncs}
 
 
@@ -163,7 +170,13 @@ async def cards_fragment(
 async def card_fragment(
     integration_id: uuid.UUID, request: Request, db: Db, user: CurrentUser, settings: SettingsDep
 ) -> HTMLResponse:
-    """One store's card as it is now (403 another seller's, 404 none), after a change."""
+    """One store's card as it is now (403 another seller's, 404 none), after a change.
+
+    The sync is read first: each statement sees what was committed when it began, and a
+    sync's orders are committed before it is done, so a card drawn while its sync ends
+    never says "done" beside the order count from before (the card stops following the
+    run once it says done). RLS shows no other seller's sync to this read."""
+    syncs = await sync_state.read_many(db, [integration_id])
     row = await service.get_integration(db, user, integration_id)
-    context = {"user": user, **await _cards(request, db, settings, [row])}
+    context = {"user": user, **await _cards(request, db, settings, [row], syncs)}
     return render(templates, request, "_cards.html", context)

@@ -155,11 +155,13 @@ class StoreApi:
     def platform(self) -> Literal["shopify", "woocommerce"]:
         return "woocommerce" if isinstance(self.credentials, WooCommerceCredentials) else "shopify"
 
-    async def check(self) -> CheckResult:
-        """Whether the credentials work on this store and may read its orders."""
+    async def check(self, *, with_name: bool = True) -> CheckResult:
+        """Whether the credentials work on this store and may read its orders; with the
+        WooCommerce site's title too unless `with_name` is false (a sync has no use for it,
+        and the index is one request more)."""
         if isinstance(self.credentials, WooCommerceCredentials):
             woo = self._woo(self.credentials)
-            name = await woo.site_name()
+            name = await woo.site_name() if with_name else None
             await woo.check()
             return CheckResult(name)
         info = await self._shopify(lambda admin: admin.shop())

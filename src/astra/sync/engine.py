@@ -229,7 +229,7 @@ class _Sync:
             resolver=resolver,
             address_allowed=allowed,
         ) as store:
-            checked = await self._call(store.check)
+            checked = await self._call(partial(store.check, with_name=False))
             self._note = SHOPIFY_RECENT_ONLY if checked.recent_orders_only else None
             cursor = self._run.cursor
             total: int | None = None

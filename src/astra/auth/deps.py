@@ -10,7 +10,6 @@ from fastapi.security import APIKeyCookie
 from astra.auth import service
 from astra.auth.principal import Principal
 from astra.db.session import Db
-from astra.errors import NotAuthenticated
 
 SESSION_COOKIE = "astra_session"
 # Declared as a security scheme so the OpenAPI document says which routes need a session.
@@ -35,10 +34,7 @@ async def optional_user(db: Db, token: SessionToken) -> Principal | None:
 
 async def current_user(db: Db, token: SessionToken) -> Principal:
     # Not built on optional_user: one dependency less to resolve on every API request.
-    user = await service.authenticate(db, token)
-    if user is None:
-        raise NotAuthenticated("Sign in to continue.")
-    return user
+    return await service.require_user(db, token)
 
 
 OptionalUser = Annotated[Principal | None, Depends(optional_user)]

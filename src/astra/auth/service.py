@@ -35,6 +35,14 @@ async def authenticate(db: Transaction, token: str | None) -> Principal | None:
     return Principal(id=row.id, email=row.email, role=row.role)
 
 
+async def require_user(db: Transaction, token: str | None) -> Principal:
+    """As `authenticate`, for routes that need someone signed in: 401 otherwise."""
+    user = await authenticate(db, token)
+    if user is None:
+        raise NotAuthenticated("Sign in to continue.")
+    return user
+
+
 async def start_session(db: Transaction, user_id: uuid.UUID, ttl: timedelta) -> str:
     await act_as(db, user_id)
     now = datetime.now(UTC)

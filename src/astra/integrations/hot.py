@@ -25,7 +25,6 @@ from starlette.types import Scope
 from astra.auth import service as auth
 from astra.auth.deps import SESSION_COOKIE
 from astra.db.session import Database, begin
-from astra.errors import NotAuthenticated
 from astra.http import HotRoute
 from astra.integrations import service
 from astra.integrations.api import created_response, page_response, webhook_base
@@ -75,9 +74,7 @@ def hot_routes(settings: Settings) -> tuple[HotRoute, HotRoute]:
         limit, cursor = page
         database: Database = request.app.state.db
         async with begin(database) as db:
-            user = await auth.authenticate(db, request.cookies.get(SESSION_COOKIE))
-            if user is None:
-                raise NotAuthenticated("Sign in to continue.")
+            user = await auth.require_user(db, request.cookies.get(SESSION_COOKIE))
             rows = await service.list_integrations(db, user, limit=limit, cursor=cursor)
         return page_response(rows, webhook_base(request, settings))
 
@@ -87,9 +84,7 @@ def hot_routes(settings: Settings) -> tuple[HotRoute, HotRoute]:
             return None
         database: Database = request.app.state.db
         async with begin(database) as db:
-            user = await auth.authenticate(db, request.cookies.get(SESSION_COOKIE))
-            if user is None:
-                raise NotAuthenticated("Sign in to continue.")
+            user = await auth.require_user(db, request.cookies.get(SESSION_COOKIE))
             row, secret = await service.create_integration(
                 db, user, data, encryption_key=settings.encryption_key
             )

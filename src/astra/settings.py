@@ -152,7 +152,7 @@ class Settings(BaseSettings):
     shutdown_seconds: float = Field(default=20.0, ge=2)
     # /metrics: with this bearer token on the app's port, and/or on 127.0.0.1:metrics_port
     # (`astra serve --metrics-port`); neither set, metrics are off (/metrics is a 404).
-    metrics_token: str | None = Field(default=None, min_length=16)
+    metrics_token: str | None = Field(default=None, min_length=1)
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
     @property
